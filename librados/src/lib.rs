@@ -1,0 +1,4 @@
+//! The client library: connect to the monitors, cache the map, compute placement and talk
+//! to OSDs directly.
+//!
+//! Not built yet: the OSD issue brings it.

@@ -1,0 +1,15 @@
+//! Generates the Rust code for every `.proto` file with a vendored protoc, so no system protoc
+//! is needed. PROTOC is passed to our own code generation only: exporting it globally would
+//! break raft's build script, which rejects this protoc version.
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let protoc = protoc_bin_vendored::protoc_bin_path()?;
+    let protos = ["protos/common.proto"];
+    for p in protos {
+        println!("cargo:rerun-if-changed={p}");
+    }
+    let mut config = tonic_prost_build::Config::new();
+    config.protoc_executable(protoc);
+    tonic_prost_build::configure().compile_with_config(config, &protos, &["protos"])?;
+    Ok(())
+}
