@@ -144,7 +144,11 @@ impl Mapper {
                 arg_ids,
             });
         }
-        let max_rule = map.rules.keys().next_back().map_or(0, |id| *id as usize + 1);
+        let max_rule = map
+            .rules
+            .keys()
+            .next_back()
+            .map_or(0, |id| *id as usize + 1);
         let mut rules = vec![None; max_rule];
         for (id, rule) in &map.rules {
             rules[*id as usize] = Some(rule.steps.clone());
@@ -217,7 +221,8 @@ impl Mapper {
             match *step {
                 Step::Noop => {}
                 Step::Take(item) => {
-                    let valid = (item >= 0 && item < self.max_devices) || self.bucket(item).is_some();
+                    let valid =
+                        (item >= 0 && item < self.max_devices) || self.bucket(item).is_some();
                     if valid && result_max > 0 {
                         w[0] = item;
                         wsize = 1;
@@ -226,9 +231,7 @@ impl Mapper {
                 Step::SetChooseTries(n) if n > 0 => choose_tries = n as u32,
                 Step::SetChooseLeafTries(n) if n > 0 => choose_leaf_tries = n as u32,
                 Step::SetChooseLocalTries(n) if n >= 0 => local_retries = n as u32,
-                Step::SetChooseLocalFallbackTries(n) if n >= 0 => {
-                    local_fallback_retries = n as u32
-                }
+                Step::SetChooseLocalFallbackTries(n) if n >= 0 => local_fallback_retries = n as u32,
                 Step::SetChooseLeafVaryR(n) if n >= 0 => vary_r = n as u32,
                 Step::SetChooseLeafStable(n) if n >= 0 => stable = n as u32,
                 Step::SetChooseTries(_)
@@ -527,13 +530,12 @@ impl Mapper {
                 }
                 let mut inb = bucket;
                 loop {
-                    let stride = if inb.alg == BucketAlg::Uniform
-                        && inb.items.len() as u32 % numrep == 0
-                    {
-                        numrep + 1
-                    } else {
-                        numrep
-                    };
+                    let stride =
+                        if inb.alg == BucketAlg::Uniform && inb.items.len() as u32 % numrep == 0 {
+                            numrep + 1
+                        } else {
+                            numrep
+                        };
                     let r = (rep as u32)
                         .wrapping_add(parent_r)
                         .wrapping_add(stride.wrapping_mul(ftotal));
@@ -710,7 +712,11 @@ fn tree_choose(bucket: &CompiledBucket, x: u32, r: u32) -> i32 {
         let t = (bucket.h4(x, n as u32, r, bucket.id as u32) as u64 * w) >> 32;
         let half = 1usize << (n.trailing_zeros() - 1);
         let left = n - half;
-        n = if t < nodes[left] as u64 { left } else { n + half };
+        n = if t < nodes[left] as u64 {
+            left
+        } else {
+            n + half
+        };
     }
     bucket.items[n >> 1]
 }

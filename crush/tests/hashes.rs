@@ -16,7 +16,12 @@ fn ln_matches_every_published_value() {
     let wrong: Vec<usize> = (0..65536)
         .filter(|&u| crush::ln::crush_ln(u as u32) != values[u])
         .collect();
-    assert!(wrong.is_empty(), "crush_ln differs at {} inputs, first {:?}", wrong.len(), &wrong[..wrong.len().min(5)]);
+    assert!(
+        wrong.is_empty(),
+        "crush_ln differs at {} inputs, first {:?}",
+        wrong.len(),
+        &wrong[..wrong.len().min(5)]
+    );
 }
 
 #[test]
@@ -25,15 +30,32 @@ fn crush_hashes_match_ceph() {
     let mut checked = [0usize; 3];
     for line in text.lines() {
         let v: Value = serde_json::from_str(line).unwrap();
-        let args: Vec<u32> = v["args"].as_array().unwrap().iter().map(|a| a.as_u64().unwrap() as u32).collect();
+        let args: Vec<u32> = v["args"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| a.as_u64().unwrap() as u32)
+            .collect();
         let expected = v["hash"].as_u64().unwrap() as u32;
         let got = match v["fn"].as_str().unwrap() {
-            "hash32_2" => { checked[0] += 1; crush::hash::hash32_2(args[0], args[1]) }
-            "hash32_3" => { checked[1] += 1; crush::hash::hash32_3(args[0], args[1], args[2]) }
-            "hash32_4" => { checked[2] += 1; crush::hash::hash32_4(args[0], args[1], args[2], args[3]) }
+            "hash32_2" => {
+                checked[0] += 1;
+                crush::hash::hash32_2(args[0], args[1])
+            }
+            "hash32_3" => {
+                checked[1] += 1;
+                crush::hash::hash32_3(args[0], args[1], args[2])
+            }
+            "hash32_4" => {
+                checked[2] += 1;
+                crush::hash::hash32_4(args[0], args[1], args[2], args[3])
+            }
             other => panic!("unknown hash {other}"),
         };
         assert_eq!(got, expected, "{line}");
     }
-    assert!(checked.iter().all(|&n| n > 10), "too few vectors: {checked:?}");
+    assert!(
+        checked.iter().all(|&n| n > 10),
+        "too few vectors: {checked:?}"
+    );
 }

@@ -8,5 +8,10 @@ mod common;
 fn every_vector_matches_with_dumped_maps() {
     let (failures, checked) = common::check_all(common::map_from_dump);
     assert!(checked >= 358_000, "only {checked} mappings checked");
-    assert!(failures.is_empty(), "{} failures:\n{}", failures.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} failures:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
 }

@@ -122,7 +122,11 @@ pub fn check_all(load: impl Fn(&str) -> CrushMap) -> (Vec<String>, usize) {
     let mut checked = 0;
     let mut maps: BTreeMap<String, CrushMap> = BTreeMap::new();
     let files = manifest();
-    assert!(files.len() >= 30, "manifest lists {} vector files", files.len());
+    assert!(
+        files.len() >= 30,
+        "manifest lists {} vector files",
+        files.len()
+    );
     for vf in &files {
         let map = maps.entry(vf.map.clone()).or_insert_with(|| load(&vf.map));
         let mapper = Mapper::for_crushtool(map);
@@ -237,10 +241,22 @@ pub fn map_from_dump(name: &str) -> CrushMap {
                     Some("take") => Step::Take(s["item"].as_i64().unwrap() as i32),
                     Some("emit") => Step::Emit,
                     Some("noop") => Step::Noop,
-                    Some("choose_firstn") => Step::ChooseFirstN { n: num(), type_id: ty() },
-                    Some("choose_indep") => Step::ChooseIndep { n: num(), type_id: ty() },
-                    Some("chooseleaf_firstn") => Step::ChooseLeafFirstN { n: num(), type_id: ty() },
-                    Some("chooseleaf_indep") => Step::ChooseLeafIndep { n: num(), type_id: ty() },
+                    Some("choose_firstn") => Step::ChooseFirstN {
+                        n: num(),
+                        type_id: ty(),
+                    },
+                    Some("choose_indep") => Step::ChooseIndep {
+                        n: num(),
+                        type_id: ty(),
+                    },
+                    Some("chooseleaf_firstn") => Step::ChooseLeafFirstN {
+                        n: num(),
+                        type_id: ty(),
+                    },
+                    Some("chooseleaf_indep") => Step::ChooseLeafIndep {
+                        n: num(),
+                        type_id: ty(),
+                    },
                     Some("set_choose_tries") => Step::SetChooseTries(num()),
                     Some("set_chooseleaf_tries") => Step::SetChooseLeafTries(num()),
                     Some(other) => panic!("unknown op {other}"),
@@ -287,9 +303,9 @@ pub fn map_from_dump(name: &str) -> CrushMap {
                                 .collect()
                         })
                         .unwrap_or_default(),
-                    ids: e["ids"].as_array().map(|ids| {
-                        ids.iter().map(|i| i.as_i64().unwrap() as i32).collect()
-                    }),
+                    ids: e["ids"]
+                        .as_array()
+                        .map(|ids| ids.iter().map(|i| i.as_i64().unwrap() as i32).collect()),
                 };
                 args.insert(e["bucket_id"].as_i64().unwrap() as i32, arg);
             }
