@@ -256,7 +256,7 @@ impl Mapper {
                         Step::ChooseLeafFirstN { .. } | Step::ChooseLeafIndep { .. }
                     );
                     let mut osize = 0usize;
-                    for i in 0..wsize {
+                    for &take in &w[..wsize] {
                         let mut numrep = n;
                         if numrep <= 0 {
                             numrep += result_max as i32;
@@ -264,7 +264,7 @@ impl Mapper {
                                 continue;
                             }
                         }
-                        let Some(start) = self.bucket(w[i]) else {
+                        let Some(start) = self.bucket(take) else {
                             continue;
                         };
                         if osize >= result_max {
@@ -474,11 +474,11 @@ impl Mapper {
                     if reject || collide {
                         ftotal += 1;
                         flocal += 1;
-                        if collide && flocal <= ctx.local_retries {
-                            continue;
-                        } else if ctx.local_fallback_retries > 0
-                            && flocal <= inb.items.len() as u32 + ctx.local_fallback_retries
-                        {
+                        let retry_same_bucket = (collide && flocal <= ctx.local_retries)
+                            || (ctx.local_fallback_retries > 0
+                                && flocal
+                                    <= inb.items.len() as u32 + ctx.local_fallback_retries);
+                        if retry_same_bucket {
                             continue;
                         } else if ftotal < ctx.tries {
                             continue 'descent;
@@ -531,7 +531,7 @@ impl Mapper {
                 let mut inb = bucket;
                 loop {
                     let stride =
-                        if inb.alg == BucketAlg::Uniform && inb.items.len() as u32 % numrep == 0 {
+                        if inb.alg == BucketAlg::Uniform && (inb.items.len() as u32).is_multiple_of(numrep) {
                             numrep + 1
                         } else {
                             numrep

@@ -1,0 +1,249 @@
+//! [`WriteBatch`]: puts, deletes and range deletes over any keyspaces, applied atomically.
+//!
+//! Before a backend sees a batch it is *resolved* into a sorted list of final
+//! [`Mutation`]s, one per key: later operations on a key win over earlier ones, and a range
+//! delete becomes point deletes of the keys that exist when the batch is applied (the engine
+//! holds its write lock meanwhile, so no other writer can slip a key into the range). This
+//! keeps every backend's apply step a plain "set or remove these keys" and gives all of them
+//! the same semantics, including for a batch that writes one key twice.
+
+use std::collections::BTreeMap;
+
+use crate::keys::{validate_key, validate_keyspace, validate_value};
+use crate::{KeyRange, Result};
+
+/// An ordered list of writes, applied all together or not at all by [`crate::Engine::write`].
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct WriteBatch {
+    ops: Vec<BatchOp>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum BatchOp {
+    Put {
+        keyspace: String,
+        key: Vec<u8>,
+        value: Vec<u8>,
+    },
+    Delete {
+        keyspace: String,
+        key: Vec<u8>,
+    },
+    DeleteRange {
+        keyspace: String,
+        range: KeyRange,
+    },
+}
+
+/// The final state of one key after a resolved batch: `Some` to store, `None` to remove.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) struct Mutation {
+    pub keyspace: String,
+    pub key: Vec<u8>,
+    pub value: Option<Vec<u8>>,
+}
+
+impl WriteBatch {
+    /// An empty batch.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Sets `key` to `value` in `keyspace`.
+    pub fn put(
+        &mut self,
+        keyspace: &str,
+        key: impl Into<Vec<u8>>,
+        value: impl Into<Vec<u8>>,
+    ) -> &mut Self {
+        self.ops.push(BatchOp::Put {
+            keyspace: keyspace.to_owned(),
+            key: key.into(),
+            value: value.into(),
+        });
+        self
+    }
+
+    /// Removes `key` from `keyspace` (nothing happens if it is absent).
+    pub fn delete(&mut self, keyspace: &str, key: impl Into<Vec<u8>>) -> &mut Self {
+        self.ops.push(BatchOp::Delete {
+            keyspace: keyspace.to_owned(),
+            key: key.into(),
+        });
+        self
+    }
+
+    /// Removes every key of `keyspace` inside `range`, including keys put earlier in this
+    /// batch; puts later in the batch survive. `KeyRange::all()` empties the keyspace.
+    pub fn delete_range(&mut self, keyspace: &str, range: KeyRange) -> &mut Self {
+        self.ops.push(BatchOp::DeleteRange {
+            keyspace: keyspace.to_owned(),
+            range,
+        });
+        self
+    }
+
+    /// Number of operations added.
+    pub fn len(&self) -> usize {
+        self.ops.len()
+    }
+
+    /// Whether no operation was added.
+    pub fn is_empty(&self) -> bool {
+        self.ops.is_empty()
+    }
+
+    /// Checks every keyspace name, key and value, so a bad batch is refused before any of
+    /// it is applied.
+    pub(crate) fn validate(&self) -> Result<()> {
+        for op in &self.ops {
+            match op {
+                BatchOp::Put {
+                    keyspace,
+                    key,
+                    value,
+                } => {
+                    validate_keyspace(keyspace)?;
+                    validate_key(key)?;
+                    validate_value(value)?;
+                }
+                BatchOp::Delete { keyspace, key } => {
+                    validate_keyspace(keyspace)?;
+                    validate_key(key)?;
+                }
+                BatchOp::DeleteRange { keyspace, range } => {
+                    validate_keyspace(keyspace)?;
+                    range.validate()?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Resolves the batch into one final mutation per key, sorted by keyspace and key.
+    /// `existing_keys(keyspace, range)` lists the stored keys inside a (normalized) range;
+    /// it is asked once per range delete.
+    pub(crate) fn resolve(
+        self,
+        mut existing_keys: impl FnMut(&str, &KeyRange) -> Result<Vec<Vec<u8>>>,
+    ) -> Result<Vec<Mutation>> {
+        let mut pending: BTreeMap<String, BTreeMap<Vec<u8>, Option<Vec<u8>>>> = BTreeMap::new();
+        for op in self.ops {
+            match op {
+                BatchOp::Put {
+                    keyspace,
+                    key,
+                    value,
+                } => {
+                    pending
+                        .entry(keyspace)
+                        .or_default()
+                        .insert(key, Some(value));
+                }
+                BatchOp::Delete { keyspace, key } => {
+                    pending.entry(keyspace).or_default().insert(key, None);
+                }
+                BatchOp::DeleteRange { keyspace, range } => {
+                    let Some(range) = range.normalized() else {
+                        continue;
+                    };
+                    let stored = existing_keys(&keyspace, &range)?;
+                    let keys = pending.entry(keyspace).or_default();
+                    for (_, value) in keys.range_mut(range.into_bounds()) {
+                        *value = None;
+                    }
+                    for key in stored {
+                        keys.insert(key, None);
+                    }
+                }
+            }
+        }
+        Ok(pending
+            .into_iter()
+            .flat_map(|(keyspace, keys)| {
+                keys.into_iter().map(move |(key, value)| Mutation {
+                    keyspace: keyspace.clone(),
+                    key,
+                    value,
+                })
+            })
+            .collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn no_stored_keys(_: &str, _: &KeyRange) -> Result<Vec<Vec<u8>>> {
+        Ok(Vec::new())
+    }
+
+    #[test]
+    fn the_last_operation_on_a_key_wins() {
+        let mut batch = WriteBatch::new();
+        batch
+            .put("a", b"k".to_vec(), b"1".to_vec())
+            .delete("a", b"k".to_vec())
+            .put("a", b"j".to_vec(), b"2".to_vec())
+            .delete("a", b"j".to_vec())
+            .put("a", b"j".to_vec(), b"3".to_vec());
+        let resolved = batch.resolve(no_stored_keys).unwrap();
+        assert_eq!(
+            resolved,
+            vec![
+                Mutation {
+                    keyspace: "a".into(),
+                    key: b"j".to_vec(),
+                    value: Some(b"3".to_vec())
+                },
+                Mutation {
+                    keyspace: "a".into(),
+                    key: b"k".to_vec(),
+                    value: None
+                },
+            ]
+        );
+    }
+
+    #[test]
+    fn range_delete_covers_stored_and_earlier_keys_but_not_later_ones() {
+        let mut batch = WriteBatch::new();
+        batch
+            .put("a", b"b1".to_vec(), b"early".to_vec())
+            .put("other", b"b2".to_vec(), b"untouched".to_vec())
+            .delete_range("a", KeyRange::prefix(b"b"))
+            .put("a", b"b3".to_vec(), b"late".to_vec());
+        let resolved = batch
+            .resolve(|keyspace, range| {
+                assert_eq!(keyspace, "a");
+                assert!(range.contains(b"b9"));
+                Ok(vec![b"b9".to_vec()])
+            })
+            .unwrap();
+        let summary: Vec<_> = resolved
+            .iter()
+            .map(|m| (m.keyspace.as_str(), m.key.as_slice(), m.value.as_deref()))
+            .collect();
+        assert_eq!(
+            summary,
+            vec![
+                ("a", &b"b1"[..], None),
+                ("a", &b"b3"[..], Some(&b"late"[..])),
+                ("a", &b"b9"[..], None),
+                ("other", &b"b2"[..], Some(&b"untouched"[..])),
+            ]
+        );
+    }
+
+    #[test]
+    fn validation_rejects_the_whole_batch() {
+        let mut batch = WriteBatch::new();
+        batch.put("ok", b"k".to_vec(), b"v".to_vec());
+        batch.put("not ok", b"k".to_vec(), b"v".to_vec());
+        assert!(batch.validate().is_err());
+        let mut empty_key = WriteBatch::new();
+        empty_key.delete("ok", Vec::new());
+        assert!(matches!(empty_key.validate(), Err(crate::Error::EmptyKey)));
+    }
+}
