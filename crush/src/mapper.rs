@@ -476,8 +476,7 @@ impl Mapper {
                         flocal += 1;
                         let retry_same_bucket = (collide && flocal <= ctx.local_retries)
                             || (ctx.local_fallback_retries > 0
-                                && flocal
-                                    <= inb.items.len() as u32 + ctx.local_fallback_retries);
+                                && flocal <= inb.items.len() as u32 + ctx.local_fallback_retries);
                         if retry_same_bucket {
                             continue;
                         } else if ftotal < ctx.tries {
@@ -530,12 +529,13 @@ impl Mapper {
                 }
                 let mut inb = bucket;
                 loop {
-                    let stride =
-                        if inb.alg == BucketAlg::Uniform && (inb.items.len() as u32).is_multiple_of(numrep) {
-                            numrep + 1
-                        } else {
-                            numrep
-                        };
+                    let stride = if inb.alg == BucketAlg::Uniform
+                        && (inb.items.len() as u32).is_multiple_of(numrep)
+                    {
+                        numrep + 1
+                    } else {
+                        numrep
+                    };
                     let r = (rep as u32)
                         .wrapping_add(parent_r)
                         .wrapping_add(stride.wrapping_mul(ftotal));

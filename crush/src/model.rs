@@ -316,7 +316,9 @@ pub struct CrushMap {
     /// Device class names by class id (ids in order of first appearance, as Ceph assigns).
     pub classes: BTreeMap<i32, String>,
     /// Shadow bucket ids: `(original bucket id, class id) -> shadow bucket id`. Includes ids
-    /// reserved by `id N class C` lines.
+    /// reserved by `id N class C` lines. Serialized as a list of entries so that formats
+    /// with string-only map keys (JSON) can carry it.
+    #[serde(with = "class_bucket_entries")]
     pub class_buckets: BTreeMap<(i32, i32), i32>,
     /// `choose_args` sets by key (`choose_args 0` is what crushtool applies).
     pub choose_args: BTreeMap<i64, ChooseArgs>,
@@ -403,5 +405,27 @@ impl CrushMap {
             .values()
             .filter(|b| b.shadow.is_none())
             .find(|b| b.items.iter().any(|i| i.id == id))
+    }
+}
+
+/// Serde adapter writing `class_buckets` as `[[original, class, shadow], ...]`.
+mod class_bucket_entries {
+    use std::collections::BTreeMap;
+
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    pub fn serialize<S: Serializer>(
+        map: &BTreeMap<(i32, i32), i32>,
+        serializer: S,
+    ) -> Result<S::Ok, S::Error> {
+        let entries: Vec<[i32; 3]> = map.iter().map(|(&(b, c), &s)| [b, c, s]).collect();
+        entries.serialize(serializer)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<BTreeMap<(i32, i32), i32>, D::Error> {
+        let entries = Vec::<[i32; 3]>::deserialize(deserializer)?;
+        Ok(entries.into_iter().map(|[b, c, s]| ((b, c), s)).collect())
     }
 }

@@ -1087,3 +1087,16 @@ fn choose_args_weight_sets_follow_edits() {
         vec![vec![ONE + ONE / 2, ONE]]
     );
 }
+
+#[test]
+fn crush_map_round_trips_through_json() {
+    let text = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/maps/classes.txt"),
+    )
+    .unwrap();
+    let map = crush::text::parse(&text).unwrap();
+    assert!(!map.class_buckets.is_empty());
+    let json = serde_json::to_string(&map).unwrap();
+    let back: crush::CrushMap = serde_json::from_str(&json).unwrap();
+    assert_eq!(back, map);
+}
