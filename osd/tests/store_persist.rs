@@ -1,0 +1,240 @@
+//! The store on fjall: everything committed survives a reopen, the superblock guards the
+//! format and identity, a PG removal cut short is finished on open, and concurrent commits
+//! share syncs (group commit).
+
+mod common;
+
+use std::path::Path;
+use std::sync::{Arc, Barrier};
+
+use clustermap::{PgId, Uuid};
+use common::*;
+use kv::{Backend, Options, WriteBatch};
+use osd::store::{
+    Eversion, ObjectId, ObjectStore, ReqId, StoreConfig, StoreError, Transaction, FORMAT_VERSION,
+};
+
+#[test]
+fn everything_committed_is_there_after_reopen() {
+    let dir = TempDir::new("reopen");
+    let second = PgId::new(3, 0x7);
+    let big = pattern(5 * CHUNK as usize + 123, 1);
+    let mut expected_log = Vec::new();
+    {
+        let (store, _) = fjall_store(dir.path(), StoreConfig::default());
+        store.create_pg(PG).unwrap();
+        store.create_pg(second).unwrap();
+        store.set_osd_id(7).unwrap();
+        expected_log.push(
+            commit(&store, &obj("big"), |t| {
+                t.reqid(ReqId::new(1, 1)).write_full(big.clone());
+            })
+            .unwrap(),
+        );
+        expected_log.push(
+            commit(&store, &obj("big"), |t| {
+                t.write(CHUNK - 2, b"seam".to_vec()).truncate(4 * CHUNK + 9);
+            })
+            .unwrap(),
+        );
+        expected_log.push(
+            commit(&store, &ObjectId::in_namespace("ns", "meta"), |t| {
+                t.set_xattr("a", b"1".to_vec()).omap_set([
+                    (b"k1".to_vec(), b"v1".to_vec()),
+                    (b"k2".to_vec(), b"v2".to_vec()),
+                ]);
+            })
+            .unwrap(),
+        );
+        expected_log.push(
+            commit(&store, &obj("gone"), |t| {
+                t.write_full(b"x".to_vec());
+            })
+            .unwrap(),
+        );
+        expected_log.push(
+            commit(&store, &obj("gone"), |t| {
+                t.remove();
+            })
+            .unwrap(),
+        );
+        let mut txn = Transaction::new(second, obj("other"), 2);
+        txn.write(10, b"pg two".to_vec());
+        store.commit(txn).unwrap();
+    }
+    let (store, _) = fjall_store(dir.path(), StoreConfig::default());
+    let superblock = store.superblock();
+    assert_eq!(superblock.osd_uuid, UUID);
+    assert_eq!(superblock.osd_id, Some(7));
+    assert_eq!(superblock.format_version, FORMAT_VERSION);
+    assert_eq!(store.pgs(), vec![PG, second]);
+
+    let mut model = big.clone();
+    model[(CHUNK - 2) as usize..(CHUNK + 2) as usize].copy_from_slice(b"seam");
+    model.truncate((4 * CHUNK + 9) as usize);
+    assert_eq!(store.read(PG, &obj("big"), 0, 0).unwrap(), model);
+    let meta = ObjectId::in_namespace("ns", "meta");
+    assert_eq!(store.get_xattr(PG, &meta, "a").unwrap(), b"1");
+    assert_eq!(
+        store.omap_list(PG, &meta, None, 10).unwrap().entries.len(),
+        2
+    );
+    assert!(matches!(
+        store.stat(PG, &obj("gone")),
+        Err(StoreError::ObjectNotFound { .. })
+    ));
+    assert_eq!(
+        store.read(second, &obj("other"), 0, 0).unwrap(),
+        b"\0\0\0\0\0\0\0\0\0\0pg two"
+    );
+
+    let info = store.pg_info(PG).unwrap();
+    assert_eq!(info.last_update, *expected_log.last().unwrap());
+    assert_eq!((info.stats.objects, info.stats.bytes), (2, 4 * CHUNK + 9));
+    let log: Vec<Eversion> = store
+        .read_log(PG, Eversion::ZERO, 100)
+        .unwrap()
+        .iter()
+        .map(|entry| entry.version)
+        .collect();
+    assert_eq!(log, expected_log);
+    assert_eq!(
+        store.lookup_reqid(PG, ReqId::new(1, 1)).unwrap(),
+        Some(expected_log[0])
+    );
+    // Writing goes on from the recovered head.
+    let next = commit(&store, &obj("big"), |t| {
+        t.append(b"!".to_vec());
+    })
+    .unwrap();
+    assert_eq!(next.version, expected_log.last().unwrap().version + 1);
+}
+
+#[test]
+fn the_superblock_guards_format_and_identity() {
+    let dir = TempDir::new("superblock");
+    let engine = kv::open(Backend::Fjall, dir.path(), &Options::default()).unwrap();
+    assert!(matches!(
+        ObjectStore::open(engine.clone(), StoreConfig::default()),
+        Err(StoreError::NotFormatted)
+    ));
+    assert!(matches!(
+        ObjectStore::mkfs(engine.clone(), Uuid::NIL, StoreConfig::default()),
+        Err(StoreError::InvalidArgument { .. })
+    ));
+    let store = ObjectStore::mkfs(engine.clone(), UUID, StoreConfig::default()).unwrap();
+    assert_eq!(store.superblock().osd_id, None);
+    drop(store);
+    assert!(matches!(
+        ObjectStore::mkfs(engine.clone(), UUID, StoreConfig::default()),
+        Err(StoreError::AlreadyFormatted)
+    ));
+    // An engine holding other data is not an object store.
+    let other = kv::open(Backend::Memory, Path::new("unused"), &Options::default()).unwrap();
+    let mut batch = WriteBatch::new();
+    batch.put("raft_log", b"k".to_vec(), b"v".to_vec());
+    other.write(batch).unwrap();
+    assert!(matches!(
+        ObjectStore::open(other.clone(), StoreConfig::default()),
+        Err(StoreError::NotFormatted)
+    ));
+    assert!(matches!(
+        ObjectStore::mkfs(other, UUID, StoreConfig::default()),
+        Err(StoreError::AlreadyFormatted)
+    ));
+    // A bad config is refused before anything is read.
+    let bad = StoreConfig {
+        pg_log_max_entries: 0,
+        ..StoreConfig::default()
+    };
+    assert!(matches!(
+        ObjectStore::open(engine, bad),
+        Err(StoreError::InvalidConfig {
+            field: "pg_log_max_entries",
+            ..
+        })
+    ));
+}
+
+#[test]
+fn a_pg_removal_cut_short_is_finished_on_open() {
+    let dir = TempDir::new("removal");
+    let doomed = PgId::new(5, 0);
+    {
+        let (store, engine) = fjall_store(dir.path(), StoreConfig::default());
+        store.create_pg(PG).unwrap();
+        store.create_pg(doomed).unwrap();
+        for i in 0..20 {
+            let mut txn = Transaction::new(doomed, obj(&format!("o{i}")), 1);
+            txn.write_full(pattern(100_000, i))
+                .set_xattr("a", b"b".to_vec());
+            store.commit(txn).unwrap();
+        }
+        commit(&store, &obj("survivor"), |t| {
+            t.write_full(b"alive".to_vec());
+        })
+        .unwrap();
+        // The first step of a removal, then a "crash": the info key is gone, the rest stays.
+        let mut batch = WriteBatch::new();
+        batch.delete(&pg_keyspace(doomed), b"I".to_vec());
+        engine.write_sync(batch).unwrap();
+    }
+    let (store, engine) = fjall_store(dir.path(), StoreConfig::default());
+    assert_eq!(store.pgs(), vec![PG]);
+    assert!(!engine.keyspaces().unwrap().contains(&pg_keyspace(doomed)));
+    assert_eq!(store.read(PG, &obj("survivor"), 0, 0).unwrap(), b"alive");
+    store.create_pg(doomed).unwrap();
+    assert!(store
+        .list_objects(doomed, None, None, 10)
+        .unwrap()
+        .objects
+        .is_empty());
+}
+
+#[test]
+fn concurrent_commits_share_syncs() {
+    let dir = TempDir::new("group-commit");
+    let (store, engine) = fjall_store(dir.path(), StoreConfig::default());
+    store.create_pg(PG).unwrap();
+    let other = PgId::new(1, 1);
+    store.create_pg(other).unwrap();
+    let store = Arc::new(store);
+    const THREADS: u64 = 16;
+    const PER_THREAD: u64 = 20;
+    let syncs_before = engine.syncs_performed();
+    let start = Arc::new(Barrier::new(THREADS as usize));
+    let handles: Vec<_> = (0..THREADS)
+        .map(|thread| {
+            let store = store.clone();
+            let start = start.clone();
+            std::thread::spawn(move || {
+                start.wait();
+                for i in 0..PER_THREAD {
+                    let pg = if thread % 2 == 0 { PG } else { other };
+                    let mut txn = Transaction::new(pg, obj(&format!("t{thread}")), 1);
+                    txn.reqid(ReqId::new(thread, i))
+                        .write(i * 4096, pattern(4096, i));
+                    store.commit(txn).unwrap();
+                }
+            })
+        })
+        .collect();
+    for handle in handles {
+        handle.join().unwrap();
+    }
+    let commits = THREADS * PER_THREAD;
+    let syncs = engine.syncs_performed() - syncs_before;
+    println!("{commits} concurrent commits took {syncs} syncs");
+    assert!(syncs > 0, "commits must sync");
+    assert!(
+        syncs < commits,
+        "{commits} concurrent commits should share syncs, but ran {syncs}"
+    );
+    // And they all landed.
+    for thread in 0..THREADS {
+        let pg = if thread % 2 == 0 { PG } else { other };
+        let data = store.read(pg, &obj(&format!("t{thread}")), 0, 0).unwrap();
+        assert_eq!(data.len() as u64, PER_THREAD * 4096);
+        assert_eq!(&data[4096 * 3..4096 * 4], &pattern(4096, 3)[..]);
+    }
+}
