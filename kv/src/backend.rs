@@ -79,6 +79,10 @@ pub struct Options {
     /// value inline. Fixed when a keyspace is created. Default 16 KiB: 4 KiB metadata stays
     /// inline, the OSDs' 64 KiB data chunks are separated.
     pub fjall_blob_threshold: Option<u32>,
+    /// fjall only: size at which one keyspace's memtable is flushed. fjall's default (64 MiB
+    /// per keyspace, with no overall cap in fjall 3.1) would let an OSD with many PGs grow
+    /// far past its memory budget. Default 8 MiB.
+    pub fjall_memtable_bytes: u64,
 }
 
 impl Default for Options {
@@ -86,6 +90,7 @@ impl Default for Options {
         Self {
             cache_bytes: 64 << 20,
             fjall_blob_threshold: Some(16 << 10),
+            fjall_memtable_bytes: 8 << 20,
         }
     }
 }

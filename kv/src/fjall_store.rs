@@ -22,6 +22,7 @@ pub(crate) struct FjallStore {
     /// Open keyspace handles; fjall's own lookup takes a global write lock, ours a read lock.
     handles: RwLock<HashMap<String, Keyspace>>,
     blob_threshold: Option<u32>,
+    memtable_bytes: u64,
 }
 
 fn storage_error(error: fjall::Error) -> Error {
@@ -39,6 +40,7 @@ impl FjallStore {
             db,
             handles: RwLock::new(HashMap::new()),
             blob_threshold: options.fjall_blob_threshold,
+            memtable_bytes: options.fjall_memtable_bytes,
         })
     }
 
@@ -56,6 +58,7 @@ impl FjallStore {
             return Ok(None);
         }
         let blob_threshold = self.blob_threshold;
+        let memtable_bytes = self.memtable_bytes;
         // The name was validated (1..=128 bytes), so fjall's name assertion cannot fire.
         let handle = self
             .db
@@ -63,7 +66,9 @@ impl FjallStore {
                 let separation = blob_threshold.map(|threshold| {
                     KvSeparationOptions::default().separation_threshold(threshold)
                 });
-                KeyspaceCreateOptions::default().with_kv_separation(separation)
+                KeyspaceCreateOptions::default()
+                    .max_memtable_size(memtable_bytes)
+                    .with_kv_separation(separation)
             })
             .map_err(storage_error)?;
         self.handles
