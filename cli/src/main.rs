@@ -1,5 +1,42 @@
-//! `shoal`: the admin CLI.
+//! `shoal`: the admin CLI. Each top-level subcommand lives in its own module (`crush` in
+//! [`crush_cmd`]); `status`, `osd`, `pool`, `rados`, `cluster` and the rest are added as
+//! siblings in [`Command`]. Errors print as `shoal: error: ...` with their causes, and the
+//! exit code is non-zero (1 for a failed command, 2 for a usage error).
 
-fn main() -> anyhow::Result<()> {
-    anyhow::bail!("no subcommands yet: the CRUSH tools and the cluster commands are being built")
+mod crush_cmd;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Shoal's admin CLI.
+#[derive(Debug, Parser)]
+#[command(name = "shoal", version, about)]
+#[command(arg_required_else_help = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// CRUSH map tools (offline, like crushtool).
+    Crush(crush_cmd::CrushArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let outcome = match cli.command {
+        Some(Command::Crush(args)) => crush_cmd::run(args),
+        None => Err(anyhow::anyhow!(
+            "no command given: the cluster commands arrive with the monitors; try `shoal crush --help`"
+        )),
+    };
+    match outcome {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("shoal: error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
 }
