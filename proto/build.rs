@@ -4,7 +4,11 @@
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let protoc = protoc_bin_vendored::protoc_bin_path()?;
-    let protos = ["protos/common.proto"];
+    let protos = [
+        "protos/common.proto",
+        "protos/mon.proto",
+        "protos/monpeer.proto",
+    ];
     for p in protos {
         println!("cargo:rerun-if-changed={p}");
     }

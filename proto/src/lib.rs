@@ -6,3 +6,15 @@ pub mod common {
     #![allow(missing_docs)]
     tonic::include_proto!("shoal.common");
 }
+
+/// The monitors' client-facing and OSD-facing services (`mon.proto`).
+pub mod mon {
+    #![allow(missing_docs)]
+    tonic::include_proto!("shoal.mon");
+}
+
+/// The Raft transport between monitors (`monpeer.proto`).
+pub mod monpeer {
+    #![allow(missing_docs)]
+    tonic::include_proto!("shoal.monpeer");
+}
