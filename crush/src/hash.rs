@@ -31,6 +31,29 @@ pub fn hash32_2(a: u32, b: u32) -> u32 {
     h
 }
 
+/// `hash32_3(a, b[i], c)` for 4 lanes at once (vectorised by the compiler).
+#[inline]
+pub fn hash32_3_lanes(a: u32, b: &[u32; 4], c: u32) -> [u32; 4] {
+    let mut out = [0u32; 4];
+    for i in 0..4 {
+        out[i] = hash32_3_inline(a, b[i], c);
+    }
+    out
+}
+
+#[inline(always)]
+fn hash32_3_inline(a: u32, b: u32, c: u32) -> u32 {
+    let (mut a, mut b, mut c) = (a, b, c);
+    let mut h = SEED ^ a ^ b ^ c;
+    let (mut x, mut y) = (X0, Y0);
+    mix(&mut a, &mut b, &mut h);
+    mix(&mut c, &mut x, &mut h);
+    mix(&mut y, &mut a, &mut h);
+    mix(&mut b, &mut x, &mut h);
+    mix(&mut y, &mut c, &mut h);
+    h
+}
+
 /// `crush_hash32_rjenkins1_3`: used by straw, straw2 and uniform buckets.
 #[inline]
 pub fn hash32_3(a: u32, b: u32, c: u32) -> u32 {

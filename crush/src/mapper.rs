@@ -25,8 +25,11 @@ struct CompiledBucket {
     weights: Vec<u32>,
     /// straw: straw lengths; list: prefix sums of weights; tree: node weights.
     aux: Vec<u32>,
-    /// straw2 weights per position from the selected `choose_args` (empty: use `weights`).
-    arg_weights: Vec<Vec<u32>>,
+    /// Exact reciprocals of `weights` for straw2's division.
+    recips: Vec<Recip>,
+    /// Exact reciprocals of the straw2 weights per position from the selected `choose_args`
+    /// (empty: use `recips`).
+    arg_recips: Vec<Vec<Recip>>,
     /// straw2 substitute hash ids from the selected `choose_args`.
     arg_ids: Option<Vec<i32>>,
 }
@@ -120,7 +123,7 @@ impl Mapper {
                 BucketAlg::Uniform | BucketAlg::Straw2 => Vec::new(),
             };
             let arg = args.and_then(|a| a.get(&bucket.id));
-            let arg_weights = arg
+            let arg_weights: Vec<Vec<u32>> = arg
                 .map(|a| {
                     a.weight_set
                         .iter()
@@ -132,6 +135,11 @@ impl Mapper {
             let arg_ids = arg
                 .and_then(|a| a.ids.clone())
                 .filter(|ids| ids.len() == items.len());
+            let recips = weights.iter().map(|&w| Recip::new(w)).collect();
+            let arg_recips = arg_weights
+                .iter()
+                .map(|ws| ws.iter().map(|&w| Recip::new(w)).collect())
+                .collect();
             buckets[(-1 - bucket.id) as usize] = Some(CompiledBucket {
                 id: bucket.id,
                 type_id: bucket.type_id,
@@ -140,7 +148,8 @@ impl Mapper {
                 items,
                 weights,
                 aux,
-                arg_weights,
+                recips,
+                arg_recips,
                 arg_ids,
             });
         }
@@ -651,28 +660,84 @@ fn is_out(weights: &[u32], item: i32, x: u32) -> bool {
 
 #[inline]
 fn straw2_choose(bucket: &CompiledBucket, x: u32, r: u32, position: usize) -> i32 {
-    let weights: &[u32] = match bucket.arg_weights.len() {
-        0 => &bucket.weights,
-        n => &bucket.arg_weights[position.min(n - 1)],
+    let recips: &[Recip] = match bucket.arg_recips.len() {
+        0 => &bucket.recips,
+        n => &bucket.arg_recips[position.min(n - 1)],
     };
     let ids: &[i32] = bucket.arg_ids.as_deref().unwrap_or(&bucket.items);
+    let n = recips.len().min(ids.len());
+    if n == 1 {
+        return bucket.items[0];
+    }
     let mut high = 0usize;
-    let mut high_draw = i64::MIN;
-    for (i, (&weight, &id)) in weights.iter().zip(ids).enumerate() {
-        let draw = if weight != 0 {
-            let u = bucket.h3(x, id as u32, r) & 0xffff;
-            let ln = crush_ln(u) as i64 - 0x1_0000_0000_0000;
-            ln / weight as i64
-        } else {
-            i64::MIN
-        };
-        if i == 0 || draw > high_draw {
-            high = i;
-            high_draw = draw;
+    // draw = -(quotient); the highest draw is the smallest quotient; zero weights draw
+    // i64::MIN, i.e. quotient u64::MAX (they win only as item 0 when all are zero).
+    let mut high_q = u64::MAX;
+    let mut base = 0usize;
+    while base < n {
+        let len = (n - base).min(LANES);
+        let mut lane_ids = [0u32; LANES];
+        for (lane, id) in lane_ids.iter_mut().zip(&ids[base..base + len]) {
+            *lane = *id as u32;
         }
+        let hashes = if bucket.hash_ok {
+            crate::hash::hash32_3_lanes(x, &lane_ids, r)
+        } else {
+            [0u32; LANES]
+        };
+        for (j, &hash) in hashes.iter().enumerate().take(len) {
+            let i = base + j;
+            let recip = recips[i];
+            let q = if recip.zero {
+                u64::MAX
+            } else {
+                let numerator = 0x1_0000_0000_0000 - crush_ln(hash & 0xffff);
+                recip.divide(numerator)
+            };
+            if i == 0 || q < high_q {
+                high = i;
+                high_q = q;
+            }
+        }
+        base += LANES;
     }
     bucket.items[high]
 }
+
+/// Exact division by a fixed u32 for numerators below 2^49 (Granlund-Montgomery).
+#[derive(Clone, Copy, Debug)]
+struct Recip {
+    magic: u64,
+    shift: u32,
+    zero: bool,
+}
+
+impl Recip {
+    fn new(d: u32) -> Recip {
+        if d == 0 {
+            return Recip {
+                magic: 0,
+                shift: 0,
+                zero: true,
+            };
+        }
+        let l = 32 - (d - 1).leading_zeros(); // ceil(log2 d); 0 for d = 1
+        let shift = 49 + l;
+        let magic = ((1u128 << shift) / d as u128 + 1) as u64;
+        Recip {
+            magic,
+            shift,
+            zero: false,
+        }
+    }
+
+    #[inline(always)]
+    fn divide(self, n: u64) -> u64 {
+        ((n as u128 * self.magic as u128) >> self.shift) as u64
+    }
+}
+
+const LANES: usize = 4;
 
 /// The hashed-permutation choice of uniform buckets and of the local fallback.
 fn perm_choose(bucket: &CompiledBucket, x: u32, r: u32, perm: &mut Vec<u32>) -> i32 {
@@ -816,4 +881,45 @@ fn straw_lengths(weights: &[u32], calc_version: u32) -> Vec<u32> {
         lastw = w_prev as f64;
     }
     straws
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Recip;
+    use proptest::prelude::*;
+
+    /// straw2 divides `-ln` (at most 2^48) by a 16.16 weight; the reciprocal must give the
+    /// exact quotient for every such pair, or placements would drift from Ceph's.
+    fn check(n: u64, d: u32) {
+        assert_eq!(Recip::new(d).divide(n), n / u64::from(d), "{n} / {d}");
+    }
+
+    #[test]
+    fn reciprocal_division_is_exact_at_the_edges() {
+        let numerators = [0, 1, 2, (1 << 48) - 1, 1 << 48, (1 << 49) - 1];
+        let divisors = [
+            1,
+            2,
+            3,
+            7,
+            0x10000,
+            0x10001,
+            0xffff,
+            1 << 31,
+            u32::MAX - 1,
+            u32::MAX,
+        ];
+        for n in numerators {
+            for d in divisors {
+                check(n, d);
+            }
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn reciprocal_division_is_exact(n in 0u64..(1 << 49), d in 1u32..) {
+            check(n, d);
+        }
+    }
 }
