@@ -8,12 +8,16 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "protos/common.proto",
         "protos/mon.proto",
         "protos/monpeer.proto",
+        "protos/osd.proto",
     ];
     for p in protos {
         println!("cargo:rerun-if-changed={p}");
     }
     let mut config = tonic_prost_build::Config::new();
     config.protoc_executable(protoc);
+    // Object data crosses the OSD service several times (client, primary, replicas): as
+    // `Bytes` it is shared, not copied, between the decoded message and what is sent on.
+    config.bytes([".shoal.osd"]);
     tonic_prost_build::configure().compile_with_config(config, &protos, &["protos"])?;
     Ok(())
 }

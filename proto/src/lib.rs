@@ -18,3 +18,14 @@ pub mod monpeer {
     #![allow(missing_docs)]
     tonic::include_proto!("shoal.monpeer");
 }
+
+/// The OSDs' data path, OSD-to-OSD traffic and admin view (`osd.proto`).
+pub mod osd {
+    #![allow(missing_docs)]
+    tonic::include_proto!("shoal.osd");
+}
+
+/// The largest gRPC message a Shoal client or server accepts (a whole object of the default
+/// maximum object size, 128 MiB, plus framing). Servers and clients of the OSD service set
+/// both their encoding and decoding limits to it.
+pub const MAX_MESSAGE_BYTES: usize = 136 << 20;
