@@ -3,6 +3,7 @@
 //! siblings in [`Command`]. Errors print as `shoal: error: ...` with their causes, and the
 //! exit code is non-zero (1 for a failed command, 2 for a usage error).
 
+mod admin;
 mod crush_cmd;
 
 use std::process::ExitCode;
@@ -14,6 +15,8 @@ use clap::{Parser, Subcommand};
 #[command(name = "shoal", version, about)]
 #[command(arg_required_else_help = true)]
 struct Cli {
+    #[command(flatten)]
+    global: admin::GlobalArgs,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -22,15 +25,16 @@ struct Cli {
 enum Command {
     /// CRUSH map tools (offline, like crushtool).
     Crush(crush_cmd::CrushArgs),
+    #[command(flatten)]
+    Admin(admin::AdminCommand),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let outcome = match cli.command {
         Some(Command::Crush(args)) => crush_cmd::run(args),
-        None => Err(anyhow::anyhow!(
-            "no command given: the cluster commands arrive with the monitors; try `shoal crush --help`"
-        )),
+        Some(Command::Admin(command)) => admin::run(command, &cli.global),
+        None => admin::run_default(&cli.global),
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,

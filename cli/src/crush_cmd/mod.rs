@@ -134,7 +134,8 @@ pub fn load_map(path: &Path) -> Result<CrushMap> {
         .with_context(|| format!("cannot compile crush map {}", map_name(path)))
 }
 
-/// How messages name a map: its path, or "standard input" for `-`.
+/// How messages name a map: its path, or "from standard input" for `-` (it follows
+/// "crush map" or "the map").
 pub fn map_name(path: &Path) -> String {
     if path == Path::new("-") {
         "from standard input".to_string()

@@ -548,6 +548,47 @@ mod tests {
     }
 
     #[test]
+    fn utilization_all_lists_every_device_and_the_weights_on_stderr() {
+        let mut map = two_level(2, 2);
+        map.rules.insert(
+            0,
+            rule(
+                0,
+                vec![
+                    Step::Take(-1),
+                    Step::ChooseLeafFirstN { n: 0, type_id: 1 },
+                    Step::Emit,
+                ],
+            ),
+        );
+        let settings = TestSettings {
+            min_rule: 0,
+            max_rule: 0,
+            min_rep: 1,
+            max_rep: 1,
+            min_x: 0,
+            max_x: 0,
+            device_weights: BTreeMap::from([(1, 0), (2, 0x8000)]),
+            show_utilization_all: true,
+            ..TestSettings::default()
+        };
+        let (mut out, mut diagnostics) = (Vec::new(), Vec::new());
+        run(&map, &settings, &mut out, &mut diagnostics).unwrap();
+        assert_eq!(
+            String::from_utf8(diagnostics).unwrap(),
+            "devices weights (hex): [10000,0,8000,10000]\n"
+        );
+        let text = String::from_utf8(out).unwrap();
+        // One input, one result: three devices stored 0 and are listed all the same.
+        let devices: Vec<&str> = text
+            .lines()
+            .filter(|l| l.starts_with("  device "))
+            .collect();
+        assert_eq!(devices.len(), 4, "{text}");
+        assert!(devices[1].starts_with("  device 1:\t\t stored : 0\t expected : 0"));
+    }
+
+    #[test]
     fn reweights_beyond_the_device_count_are_ignored() {
         let map = two_level(2, 2);
         let overrides = BTreeMap::from([(1, 0x8000), (4, 0), (-1, 0)]);
