@@ -31,26 +31,47 @@ pub fn hash32_2(a: u32, b: u32) -> u32 {
     h
 }
 
-/// `hash32_3(a, b[i], c)` for 4 lanes at once (vectorised by the compiler).
-#[inline]
-pub fn hash32_3_lanes(a: u32, b: &[u32; 4], c: u32) -> [u32; 4] {
-    let mut out = [0u32; 4];
-    for i in 0..4 {
-        out[i] = hash32_3_inline(a, b[i], c);
+/// [`mix`] on `N` independent lanes, one operation across all lanes at a time, so the
+/// compiler keeps the lanes in vector registers and the CPU overlaps their dependency chains
+/// (one lane alone is a long serial chain of subtractions and shifts).
+#[inline(always)]
+fn mix_lanes<const N: usize>(a: &mut [u32; N], b: &mut [u32; N], c: &mut [u32; N]) {
+    macro_rules! step {
+        ($x:ident, $y:ident, $z:ident, $op:tt $shift:literal) => {
+            for i in 0..N {
+                $x[i] = $x[i].wrapping_sub($y[i]).wrapping_sub($z[i]) ^ ($z[i] $op $shift);
+            }
+        };
     }
-    out
+    step!(a, b, c, >> 13);
+    step!(b, c, a, << 8);
+    step!(c, a, b, >> 13);
+    step!(a, b, c, >> 12);
+    step!(b, c, a, << 16);
+    step!(c, a, b, >> 5);
+    step!(a, b, c, >> 3);
+    step!(b, c, a, << 10);
+    step!(c, a, b, >> 15);
 }
 
+/// `hash32_3(a, b[i], c)` for `N` lanes at once (straw2 hashes every item of a bucket with
+/// the same `x` and `r`).
 #[inline(always)]
-fn hash32_3_inline(a: u32, b: u32, c: u32) -> u32 {
-    let (mut a, mut b, mut c) = (a, b, c);
-    let mut h = SEED ^ a ^ b ^ c;
-    let (mut x, mut y) = (X0, Y0);
-    mix(&mut a, &mut b, &mut h);
-    mix(&mut c, &mut x, &mut h);
-    mix(&mut y, &mut a, &mut h);
-    mix(&mut b, &mut x, &mut h);
-    mix(&mut y, &mut c, &mut h);
+pub fn hash32_3_lanes<const N: usize>(a: u32, b: &[u32; N], c: u32) -> [u32; N] {
+    let mut a = [a; N];
+    let mut b = *b;
+    let mut c = [c; N];
+    let mut h = [0u32; N];
+    for i in 0..N {
+        h[i] = SEED ^ a[i] ^ b[i] ^ c[i];
+    }
+    let mut x = [X0; N];
+    let mut y = [Y0; N];
+    mix_lanes(&mut a, &mut b, &mut h);
+    mix_lanes(&mut c, &mut x, &mut h);
+    mix_lanes(&mut y, &mut a, &mut h);
+    mix_lanes(&mut b, &mut x, &mut h);
+    mix_lanes(&mut y, &mut c, &mut h);
     h
 }
 
@@ -136,6 +157,32 @@ pub fn pg_num_mask(pg_num: u32) -> u32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The lane version must give rjenkins1's value in every lane, for both lane counts
+    /// straw2 uses (the mapping vectors only exercise the code path this CPU takes).
+    #[test]
+    fn lanes_hash_like_the_scalar_hash() {
+        let mut seed = 0x9e37_79b9u32;
+        let mut next = || {
+            seed ^= seed << 13;
+            seed ^= seed >> 17;
+            seed ^= seed << 5;
+            seed
+        };
+        for _ in 0..1000 {
+            let (a, c) = (next(), next());
+            let b4: [u32; 4] = std::array::from_fn(|_| next());
+            let b8: [u32; 8] = std::array::from_fn(|_| next());
+            let h4 = hash32_3_lanes(a, &b4, c);
+            let h8 = hash32_3_lanes(a, &b8, c);
+            for (lane, b) in b4.iter().enumerate() {
+                assert_eq!(h4[lane], hash32_3(a, *b, c));
+            }
+            for (lane, b) in b8.iter().enumerate() {
+                assert_eq!(h8[lane], hash32_3(a, *b, c));
+            }
+        }
+    }
 
     #[test]
     fn stable_mod_matches_ceph_definition() {

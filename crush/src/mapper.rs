@@ -669,6 +669,55 @@ fn straw2_choose(bucket: &CompiledBucket, x: u32, r: u32, position: usize) -> i3
     if n == 1 {
         return bucket.items[0];
     }
+    let high = if n <= 4 {
+        straw2_winner::<4>(bucket, recips, &ids[..n], x, r)
+    } else {
+        straw2_winner_wide(bucket, recips, &ids[..n], x, r)
+    };
+    bucket.items[high]
+}
+
+/// [`straw2_winner`] with 8 lanes, as AVX2 code where the CPU has it (one 256-bit register
+/// holds all 8 lanes; the portable build targets baseline x86-64, whose 128-bit registers
+/// need two of everything).
+#[inline(always)]
+fn straw2_winner_wide(
+    bucket: &CompiledBucket,
+    recips: &[Recip],
+    ids: &[i32],
+    x: u32,
+    r: u32,
+) -> usize {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx2") {
+        // SAFETY: the running CPU supports AVX2, checked just above.
+        return unsafe { straw2_winner_avx2(bucket, recips, ids, x, r) };
+    }
+    straw2_winner::<8>(bucket, recips, ids, x, r)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+fn straw2_winner_avx2(
+    bucket: &CompiledBucket,
+    recips: &[Recip],
+    ids: &[i32],
+    x: u32,
+    r: u32,
+) -> usize {
+    straw2_winner::<8>(bucket, recips, ids, x, r)
+}
+
+/// The position of straw2's highest draw among `ids`, hashing `LANES` items at a time.
+#[inline(always)]
+fn straw2_winner<const LANES: usize>(
+    bucket: &CompiledBucket,
+    recips: &[Recip],
+    ids: &[i32],
+    x: u32,
+    r: u32,
+) -> usize {
+    let n = ids.len();
     let mut high = 0usize;
     // draw = -(quotient); the highest draw is the smallest quotient; zero weights draw
     // i64::MIN, i.e. quotient u64::MAX (they win only as item 0 when all are zero).
@@ -701,7 +750,7 @@ fn straw2_choose(bucket: &CompiledBucket, x: u32, r: u32, position: usize) -> i3
         }
         base += LANES;
     }
-    bucket.items[high]
+    high
 }
 
 /// Exact division by a fixed u32 for numerators below 2^49 (Granlund-Montgomery).
@@ -736,8 +785,6 @@ impl Recip {
         ((n as u128 * self.magic as u128) >> self.shift) as u64
     }
 }
-
-const LANES: usize = 4;
 
 /// The hashed-permutation choice of uniform buckets and of the local fallback.
 fn perm_choose(bucket: &CompiledBucket, x: u32, r: u32, perm: &mut Vec<u32>) -> i32 {
