@@ -5,6 +5,7 @@
 
 mod admin;
 mod crush_cmd;
+mod rados;
 
 use std::process::ExitCode;
 
@@ -25,6 +26,8 @@ struct Cli {
 enum Command {
     /// CRUSH map tools (offline, like crushtool).
     Crush(crush_cmd::CrushArgs),
+    /// Object commands on a pool (like Ceph's rados tool): put, get, ls, bench, ...
+    Rados(rados::RadosArgs),
     #[command(flatten)]
     Admin(admin::AdminCommand),
 }
@@ -33,6 +36,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let outcome = match cli.command {
         Some(Command::Crush(args)) => crush_cmd::run(args),
+        Some(Command::Rados(args)) => rados::run(args, &cli.global),
         Some(Command::Admin(command)) => admin::run(command, &cli.global),
         None => admin::run_default(&cli.global),
     };

@@ -1,4 +1,4 @@
-//! Finding the daemon binaries: an explicit directory, else `SHOAL_BIN_DIR`, else the
+//! Finding the daemon binaries (`shoal-mon`, and `shoal-osd` beside it): an explicit directory, else `SHOAL_BIN_DIR`, else the
 //! directory of the running executable (`target/debug` for `shoal`), else its parent when
 //! that directory is cargo's `deps` (test executables live in `target/debug/deps`, the
 //! binaries one level up).
@@ -13,11 +13,19 @@ pub const BIN_DIR_ENV: &str = "SHOAL_BIN_DIR";
 /// The monitor daemon's file name.
 pub const MON_BINARY: &str = "shoal-mon";
 
+/// The OSD daemon's file name.
+pub const OSD_BINARY: &str = "shoal-osd";
+
 /// The daemon binaries the launcher runs.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Binaries {
     /// `shoal-mon`.
     pub mon: PathBuf,
+    /// `shoal-osd`, when it is in the same directory as `shoal-mon`; needed only to start
+    /// OSDs ([`Binaries::osd`]).
+    pub osd: Option<PathBuf>,
+    /// The directories searched.
+    pub searched: Vec<PathBuf>,
 }
 
 impl Binaries {
@@ -51,17 +59,38 @@ impl Binaries {
     /// Finds the binaries (see the module documentation).
     pub fn locate(explicit: Option<&Path>) -> Result<Self, DeployError> {
         let searched = Self::search_path(explicit);
-        let mon = searched
+        let Some(mon) = searched
             .iter()
             .map(|dir| dir.join(MON_BINARY))
             .find(|path| path.is_file())
-            .ok_or(DeployError::BinaryNotFound {
+        else {
+            return Err(DeployError::BinaryNotFound {
                 name: MON_BINARY,
                 package: "monitor --bin shoal-mon",
                 searched,
-            })?;
+            });
+        };
         let mon = std::fs::canonicalize(&mon).unwrap_or(mon);
-        Ok(Binaries { mon })
+        // The OSD binary is taken from the monitor's directory only: a pair from two
+        // builds could disagree on the wire format.
+        let osd = mon
+            .parent()
+            .map(|dir| dir.join(OSD_BINARY))
+            .filter(|path| path.is_file());
+        Ok(Binaries { mon, osd, searched })
+    }
+
+    /// The `shoal-osd` binary, or the error that says how to build it.
+    pub fn osd(&self) -> Result<PathBuf, DeployError> {
+        self.osd.clone().ok_or_else(|| DeployError::BinaryNotFound {
+            name: OSD_BINARY,
+            package: "osd --bin shoal-osd",
+            searched: self
+                .mon
+                .parent()
+                .map(|dir| vec![dir.to_path_buf()])
+                .unwrap_or_else(|| self.searched.clone()),
+        })
     }
 }
 
@@ -78,5 +107,13 @@ mod tests {
         std::fs::write(dir.path().join(MON_BINARY), b"").unwrap();
         let found = Binaries::locate(Some(dir.path())).unwrap();
         assert!(found.mon.ends_with(MON_BINARY));
+        let error = found.osd().unwrap_err().to_string();
+        assert!(
+            error.contains("shoal-osd") && error.contains("-p osd"),
+            "{error}"
+        );
+        std::fs::write(dir.path().join(OSD_BINARY), b"").unwrap();
+        let found = Binaries::locate(Some(dir.path())).unwrap();
+        assert!(found.osd().unwrap().ends_with(OSD_BINARY));
     }
 }

@@ -1,5 +1,5 @@
 //! [`DeployError`]: why the launcher could not start, stop or change a cluster. Every
-//! variant names the directory, monitor, pid or file concerned.
+//! variant names the directory, monitor, OSD, pid or file concerned.
 
 use std::path::PathBuf;
 
@@ -29,15 +29,6 @@ pub enum DeployError {
         package: &'static str,
         /// The directories looked in.
         searched: Vec<PathBuf>,
-    },
-    /// OSDs were asked for, but the OSD daemon does not exist yet.
-    #[error(
-        "cannot start {requested} OSD(s): the `shoal-osd` daemon is not implemented yet; \
-         start the cluster with 0 OSDs"
-    )]
-    OsdsUnsupported {
-        /// How many were asked for.
-        requested: u32,
     },
     /// The cluster specification is unusable.
     #[error("invalid cluster spec: `{field}` {reason}")]
@@ -86,6 +77,53 @@ pub enum DeployError {
         existing: usize,
         /// Monitors asked for.
         requested: u32,
+    },
+    /// A restarted cluster was asked for fewer OSDs than it has.
+    #[error(
+        "{dir} holds a cluster of {existing} OSD(s), not {requested}; use --osds {existing} \
+         (or more, to add OSDs) or another directory"
+    )]
+    OsdSpecMismatch {
+        /// The directory.
+        dir: PathBuf,
+        /// OSDs recorded.
+        existing: usize,
+        /// OSDs asked for.
+        requested: u32,
+    },
+    /// No OSD with that number was started by this launcher.
+    #[error("osd number {n} is not part of this cluster")]
+    UnknownOsd {
+        /// The launcher's number.
+        n: u32,
+    },
+    /// The operation needs the OSD stopped.
+    #[error("osd number {n} is running (pid {pid}); stop or kill it first")]
+    OsdRunning {
+        /// The launcher's number.
+        n: u32,
+        /// Its pid.
+        pid: u32,
+    },
+    /// The operation needs the OSD running (or booted once, for its id).
+    #[error("osd number {n} is not running{detail}")]
+    OsdNotRunning {
+        /// The launcher's number.
+        n: u32,
+        /// What is missing, when more than the process.
+        detail: String,
+    },
+    /// An OSD process exited while the launcher waited for it.
+    #[error("osd number {n} exited ({status}) while starting; last lines of {log}:\n{tail}")]
+    OsdExited {
+        /// The launcher's number.
+        n: u32,
+        /// How it exited.
+        status: String,
+        /// Its log file.
+        log: PathBuf,
+        /// The end of its log.
+        tail: String,
     },
     /// No monitor with that id was started by this launcher.
     #[error("monitor {id} is not part of this cluster")]

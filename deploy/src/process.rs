@@ -127,47 +127,100 @@ pub struct MonLaunch {
     pub die_with_launcher: bool,
 }
 
-/// Environment variables that would override the config file in a child; the launcher's
-/// file is the whole truth for the daemons it starts.
-const SCRUBBED_ENV: &[&str] = &[
-    "SHOAL_CONF",
-    "SHOAL_MON_ID",
-    "SHOAL_MON_DATA_DIR",
-    "SHOAL_MON_LISTEN",
-    "SHOAL_MON_BACKEND",
-    "SHOAL_MON_JOIN",
-    "SHOAL_MON_FSID",
-    "SHOAL_MON_MEMBERS",
-    "SHOAL_MON_TICK_MS",
-    "SHOAL_MON_COMMAND_TIMEOUT_MS",
-    "SHOAL_MON_SNAPSHOT_INTERVAL",
-];
+/// How to start one OSD.
+#[derive(Clone, Debug)]
+pub struct OsdLaunch {
+    /// The `shoal-osd` binary.
+    pub binary: PathBuf,
+    /// The cluster config file.
+    pub conf: PathBuf,
+    /// Data directory.
+    pub data_dir: PathBuf,
+    /// Where its output goes (appended).
+    pub log_file: PathBuf,
+    /// Have the kernel kill the daemon when the launching thread exits.
+    pub die_with_launcher: bool,
+}
 
-/// Starts a monitor in its own process group (a Ctrl-C at the launcher's terminal does not
-/// reach it), with its output appended to its log file.
+/// Environment variables that would override the config file in a child: the launcher's
+/// file is the whole truth for the daemons it starts. `SHOAL_MON_HOST` matters for OSDs
+/// too: they find the monitors as clients do.
+const SCRUBBED_ENV: &[&str] = &["SHOAL_CONF", "SHOAL_MON_HOST"];
+
+/// Prefixes of the daemons' own override variables (`SHOAL_MON_ID`, `SHOAL_OSD_...`).
+const SCRUBBED_PREFIXES: &[&str] = &["SHOAL_MON_", "SHOAL_OSD_"];
+
+/// Starts a monitor (see [`spawn_daemon`]).
 pub fn spawn_mon(launch: &MonLaunch) -> std::io::Result<Child> {
-    if let Some(parent) = launch.log_file.parent() {
+    let mut args: Vec<std::ffi::OsString> = vec![
+        "-c".into(),
+        launch.conf.clone().into(),
+        "--id".into(),
+        launch.id.to_string().into(),
+        "--data".into(),
+        launch.data_dir.clone().into(),
+        "--listen".into(),
+        "127.0.0.1:0".into(),
+    ];
+    if launch.join {
+        args.push("--join".into());
+    }
+    spawn_daemon(
+        &launch.binary,
+        &args,
+        &launch.log_file,
+        launch.die_with_launcher,
+    )
+}
+
+/// Starts an OSD on a free port of the loopback (see [`spawn_daemon`]).
+pub fn spawn_osd(launch: &OsdLaunch) -> std::io::Result<Child> {
+    let args: Vec<std::ffi::OsString> = vec![
+        "-c".into(),
+        launch.conf.clone().into(),
+        "--data".into(),
+        launch.data_dir.clone().into(),
+        "--listen".into(),
+        "127.0.0.1:0".into(),
+    ];
+    spawn_daemon(
+        &launch.binary,
+        &args,
+        &launch.log_file,
+        launch.die_with_launcher,
+    )
+}
+
+/// Starts a daemon in its own process group (a Ctrl-C at the launcher's terminal does not
+/// reach it), with its output appended to `log_file` and without the environment
+/// variables that would override the config file.
+pub fn spawn_daemon(
+    binary: &Path,
+    args: &[std::ffi::OsString],
+    log_file: &Path,
+    die_with_launcher: bool,
+) -> std::io::Result<Child> {
+    if let Some(parent) = log_file.parent() {
         std::fs::create_dir_all(parent)?;
     }
     let log = OpenOptions::new()
         .create(true)
         .append(true)
-        .open(&launch.log_file)?;
-    let mut command = Command::new(&launch.binary);
-    command
-        .arg("-c")
-        .arg(&launch.conf)
-        .arg("--id")
-        .arg(launch.id.to_string())
-        .arg("--data")
-        .arg(&launch.data_dir)
-        .arg("--listen")
-        .arg("127.0.0.1:0");
-    if launch.join {
-        command.arg("--join");
-    }
+        .open(log_file)?;
+    let mut command = Command::new(binary);
+    command.args(args);
     for name in SCRUBBED_ENV {
         command.env_remove(name);
+    }
+    for (name, _) in std::env::vars_os() {
+        let scrubbed = name.to_str().is_some_and(|name| {
+            SCRUBBED_PREFIXES
+                .iter()
+                .any(|prefix| name.starts_with(prefix))
+        });
+        if scrubbed {
+            command.env_remove(name);
+        }
     }
     if std::env::var_os("RUST_LOG").is_none() {
         command.env("RUST_LOG", "info");
@@ -177,7 +230,7 @@ pub fn spawn_mon(launch: &MonLaunch) -> std::io::Result<Child> {
         .stdout(log.try_clone()?)
         .stderr(log)
         .process_group(0);
-    if launch.die_with_launcher {
+    if die_with_launcher {
         // SAFETY: the closure runs in the child between fork and exec, where only
         // async-signal-safe calls are allowed; prctl(2) is one, and it touches no memory.
         unsafe {

@@ -1,11 +1,15 @@
-//! What the launcher starts ([`ClusterSpec`], [`MonTimings`]) and the config file it writes
-//! for the monitors and the clients (`DIR/shoal.conf`).
+//! What the launcher starts ([`ClusterSpec`], [`MonTimings`], [`OsdTimings`]) and the config
+//! file it writes for the daemons and the clients (`DIR/shoal.conf`).
 //!
-//! The file has two tables. `[mon]` is the monitors' (see `monitor::config`): the initial
+//! The file has three tables. `[mon]` is the monitors' (see `monitor::config`): the initial
 //! members, each found through its `mon.addr` file (every monitor listens on port 0), the
-//! backend and the Raft timings. `[client]` is the clients' (see `librados::config`): the
+//! backend, the Raft timings, the failure policy (`[mon.failure]`) and the pool defaults
+//! (`[mon.pool_defaults]`, whose `failure_domain` is `osd`: every OSD runs on this one
+//! host, so a rule separating replicas by host could place one copy only). `[osd]` is the
+//! OSDs' (see `osd::config`). `[client]` is the clients' (see `librados::config`): the
 //! monitors' addresses as they were when the file was last written, and the command
-//! timeout. Monitors read it only when they start, so it can be rewritten while they run.
+//! timeout; OSDs find the monitors through it too. Daemons read the file only when they
+//! start, so it can be rewritten while they run.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -16,6 +20,15 @@ use crate::error::DeployError;
 
 /// The config file's name inside the cluster directory.
 pub const CONF_FILE: &str = "shoal.conf";
+
+/// The failure domain of the default CRUSH rule of a launched cluster
+/// (`[mon.pool_defaults] failure_domain`): all its OSDs share this host, so replicas are
+/// kept on distinct OSDs instead (Ceph's vstart: `osd_crush_chooseleaf_type = 0`).
+pub const DEFAULT_FAILURE_DOMAIN: &str = "osd";
+
+fn default_failure_domain() -> String {
+    DEFAULT_FAILURE_DOMAIN.to_owned()
+}
 
 /// Monitor Raft timings; each `None` keeps the monitor's own default (`[mon.raft]`).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -60,8 +73,7 @@ impl MonTimings {
     }
 
     fn raft_table(&self) -> toml::Table {
-        let mut table = toml::Table::new();
-        let fields = [
+        integer_table(&[
             ("tick_ms", self.tick_ms),
             ("election_ticks", self.election_ticks),
             ("heartbeat_ticks", self.heartbeat_ticks),
@@ -69,16 +81,7 @@ impl MonTimings {
             ("log_keep_entries", self.log_keep_entries),
             ("command_timeout_ms", self.command_timeout_ms),
             ("map_history", self.map_history),
-        ];
-        for (name, value) in fields {
-            if let Some(value) = value {
-                table.insert(
-                    name.to_owned(),
-                    toml::Value::Integer(i64::try_from(value).unwrap_or(i64::MAX)),
-                );
-            }
-        }
-        table
+        ])
     }
 
     fn validate(&self) -> Result<(), DeployError> {
@@ -110,12 +113,171 @@ impl MonTimings {
     }
 }
 
+/// OSD timings and the monitors' matching failure policy; each `None` keeps the daemon's
+/// own default (Ceph's, DESIGN.md §4).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OsdTimings {
+    /// `[osd] heartbeat_interval_ms`: how often OSDs ping their peers (default 6000).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub heartbeat_interval_ms: Option<u64>,
+    /// `[osd] heartbeat_grace_ms` and `[mon.failure] osd_heartbeat_grace_ms`: silence after
+    /// which a peer is reported, and after which a report counts (default 20000).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub heartbeat_grace_ms: Option<u64>,
+    /// `[osd] beacon_interval_ms` (default 5000).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub beacon_interval_ms: Option<u64>,
+    /// `[osd] pg_stats_interval_ms` (default 2000).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pg_stats_interval_ms: Option<u64>,
+    /// `[osd] op_timeout_ms`: how long an op waits for its PG to become writable
+    /// (default 30000).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub op_timeout_ms: Option<u64>,
+    /// `[mon.failure] min_down_reporters` (default 2; the monitors use 1 when every OSD
+    /// is on one host).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_down_reporters: Option<u64>,
+    /// `[mon.failure] osd_report_timeout_ms`: an OSD without a beacon for this long is
+    /// marked down (default 900000).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub report_timeout_ms: Option<u64>,
+    /// `[mon.failure] down_out_interval_ms`: a down OSD is marked out after this long
+    /// (default 600000).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub down_out_interval_ms: Option<u64>,
+    /// `[mon.failure] check_interval_ms`: how often the leader runs the policy
+    /// (default 1000).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failure_check_interval_ms: Option<u64>,
+}
+
+impl OsdTimings {
+    /// Short timings for tests: pings every 500 ms, reported (and marked down) after 2 s
+    /// of silence, beacons every second and a beacon timeout of 10 s, PG statistics every
+    /// 500 ms, the policy checked every 200 ms. Down OSDs are marked out only after 60 s:
+    /// the tests kill and restart OSDs and check what the survivors serve meanwhile, which
+    /// a remap to other OSDs would change under them.
+    pub fn fast() -> Self {
+        OsdTimings {
+            heartbeat_interval_ms: Some(500),
+            heartbeat_grace_ms: Some(2_000),
+            beacon_interval_ms: Some(1_000),
+            pg_stats_interval_ms: Some(500),
+            op_timeout_ms: None,
+            min_down_reporters: Some(1),
+            report_timeout_ms: Some(10_000),
+            down_out_interval_ms: Some(60_000),
+            failure_check_interval_ms: Some(200),
+        }
+    }
+
+    fn osd_fields(&self) -> [(&'static str, Option<u64>); 5] {
+        [
+            ("heartbeat_interval_ms", self.heartbeat_interval_ms),
+            ("heartbeat_grace_ms", self.heartbeat_grace_ms),
+            ("beacon_interval_ms", self.beacon_interval_ms),
+            ("pg_stats_interval_ms", self.pg_stats_interval_ms),
+            ("op_timeout_ms", self.op_timeout_ms),
+        ]
+    }
+
+    fn failure_table(&self) -> toml::Table {
+        integer_table(&[
+            ("osd_heartbeat_grace_ms", self.heartbeat_grace_ms),
+            ("min_down_reporters", self.min_down_reporters),
+            ("osd_report_timeout_ms", self.report_timeout_ms),
+            ("down_out_interval_ms", self.down_out_interval_ms),
+            ("check_interval_ms", self.failure_check_interval_ms),
+        ])
+    }
+
+    fn validate(&self) -> Result<(), DeployError> {
+        let positive = [
+            (
+                "osd_timings.heartbeat_interval_ms",
+                self.heartbeat_interval_ms,
+            ),
+            ("osd_timings.heartbeat_grace_ms", self.heartbeat_grace_ms),
+            ("osd_timings.beacon_interval_ms", self.beacon_interval_ms),
+            (
+                "osd_timings.pg_stats_interval_ms",
+                self.pg_stats_interval_ms,
+            ),
+            ("osd_timings.op_timeout_ms", self.op_timeout_ms),
+            ("osd_timings.min_down_reporters", self.min_down_reporters),
+            (
+                "osd_timings.failure_check_interval_ms",
+                self.failure_check_interval_ms,
+            ),
+        ];
+        for (field, value) in positive {
+            if value == Some(0) {
+                return Err(DeployError::InvalidSpec {
+                    field,
+                    reason: "must be > 0".to_owned(),
+                });
+            }
+        }
+        let interval = self.heartbeat_interval_ms.unwrap_or(6_000);
+        let grace = self.heartbeat_grace_ms.unwrap_or(20_000);
+        if grace <= interval {
+            return Err(DeployError::InvalidSpec {
+                field: "osd_timings.heartbeat_grace_ms",
+                reason: format!("({grace}) must be longer than heartbeat_interval_ms ({interval})"),
+            });
+        }
+        Ok(())
+    }
+}
+
+/// The OSDs' settings other than timings, for the `[osd]` table; each `None` keeps the
+/// OSD's default.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OsdSettings {
+    /// Storage engine (`fjall`, `sled`, `memory`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backend: Option<String>,
+    /// Largest object, bytes (default 128 MiB).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_object_size: Option<u64>,
+    /// Bytes of the engine's cache.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cache_bytes: Option<u64>,
+}
+
+/// A TOML table of the integer fields that are set.
+fn integer_table(fields: &[(&str, Option<u64>)]) -> toml::Table {
+    let mut table = toml::Table::new();
+    for (name, value) in fields {
+        if let Some(value) = value {
+            table.insert(
+                (*name).to_owned(),
+                toml::Value::Integer(i64::try_from(*value).unwrap_or(i64::MAX)),
+            );
+        }
+    }
+    table
+}
+
+fn check_backend(field: &'static str, backend: Option<&String>) -> Result<(), DeployError> {
+    match backend {
+        Some(backend) if !["fjall", "sled", "memory"].contains(&backend.as_str()) => {
+            Err(DeployError::InvalidSpec {
+                field,
+                reason: format!("`{backend}` is not one of fjall, sled, memory"),
+            })
+        }
+        _ => Ok(()),
+    }
+}
+
 /// What [`crate::Cluster::up`] starts.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ClusterSpec {
     /// Monitors (1, 3 or 5 make sense; any number from 1 works).
     pub mons: u32,
-    /// OSDs; must be 0 until `shoal-osd` exists.
+    /// OSDs (all on this host, numbered from 0: `DIR/osd.<n>`).
     pub osds: u32,
     /// Where the binaries are; `None` searches (see [`crate::Binaries::locate`]).
     pub bin_dir: Option<PathBuf>,
@@ -123,8 +285,22 @@ pub struct ClusterSpec {
     pub backend: Option<String>,
     /// Raft timings.
     pub timings: MonTimings,
-    /// How long to wait for the monitors to elect a leader and serve the map.
+    /// OSD timings and the monitors' failure policy.
+    pub osd_timings: OsdTimings,
+    /// The OSDs' other settings.
+    pub osd_settings: OsdSettings,
+    /// `[client] op_timeout_ms` in the written config: how long a client op may take,
+    /// resends included (`None`: librados's default).
+    pub client_op_timeout_ms: Option<u64>,
+    /// The CRUSH type the default rule puts replicas apart across, used when the cluster
+    /// is created (default [`DEFAULT_FAILURE_DOMAIN`]; tests that register OSDs on
+    /// several hosts themselves use `host`).
+    pub failure_domain: String,
+    /// How long to wait for the cluster to be ready: monitors with a leader, every OSD
+    /// booted and up, and (with [`ClusterSpec::wait_healthy`]) `HEALTH_OK`.
     pub ready_timeout: Duration,
+    /// With OSDs, wait for `HEALTH_OK` before [`crate::Cluster::up`] returns.
+    pub wait_healthy: bool,
     /// Kill the daemons when the thread that started them exits, even if the launcher
     /// is killed before it can stop them (tests); `shoal cluster up` leaves it off so
     /// the daemons outlive the command.
@@ -139,7 +315,12 @@ impl Default for ClusterSpec {
             bin_dir: None,
             backend: None,
             timings: MonTimings::default(),
+            osd_timings: OsdTimings::default(),
+            osd_settings: OsdSettings::default(),
+            client_op_timeout_ms: None,
+            failure_domain: default_failure_domain(),
             ready_timeout: Duration::from_secs(60),
+            wait_healthy: true,
             die_with_launcher: false,
         }
     }
@@ -151,8 +332,30 @@ impl ClusterSpec {
         ClusterSpec {
             mons,
             timings: MonTimings::fast(),
+            osd_timings: OsdTimings::fast(),
             die_with_launcher: true,
             ..ClusterSpec::default()
+        }
+    }
+
+    /// `mons` monitors and `osds` OSDs with fast timings ([`MonTimings::fast`],
+    /// [`OsdTimings::fast`]) that die with the test, for tests.
+    pub fn for_tests_with_osds(mons: u32, osds: u32) -> Self {
+        ClusterSpec {
+            osds,
+            ..ClusterSpec::for_tests(mons)
+        }
+    }
+
+    /// The part kept in the state file.
+    pub fn stored(&self) -> StoredSpec {
+        StoredSpec {
+            backend: self.backend.clone(),
+            timings: self.timings.clone(),
+            osd_timings: self.osd_timings.clone(),
+            osd_settings: self.osd_settings.clone(),
+            client_op_timeout_ms: self.client_op_timeout_ms,
+            failure_domain: self.failure_domain.clone(),
         }
     }
 
@@ -164,16 +367,20 @@ impl ClusterSpec {
                 reason: "must be at least 1".to_owned(),
             });
         }
-        if self.osds > 0 {
-            return Err(DeployError::OsdsUnsupported {
-                requested: self.osds,
-            });
-        }
-        if let Some(backend) = &self.backend {
-            if !["fjall", "sled", "memory"].contains(&backend.as_str()) {
+        check_backend("backend", self.backend.as_ref())?;
+        check_backend("osd_settings.backend", self.osd_settings.backend.as_ref())?;
+        let positive = [
+            (
+                "osd_settings.max_object_size",
+                self.osd_settings.max_object_size,
+            ),
+            ("client_op_timeout_ms", self.client_op_timeout_ms),
+        ];
+        for (field, value) in positive {
+            if value == Some(0) {
                 return Err(DeployError::InvalidSpec {
-                    field: "backend",
-                    reason: format!("`{backend}` is not one of fjall, sled, memory"),
+                    field,
+                    reason: "must be > 0".to_owned(),
                 });
             }
         }
@@ -183,7 +390,14 @@ impl ClusterSpec {
                 reason: "must be > 0".to_owned(),
             });
         }
-        self.timings.validate()
+        if self.failure_domain.is_empty() {
+            return Err(DeployError::InvalidSpec {
+                field: "failure_domain",
+                reason: "must name a CRUSH type (osd, host, rack, ...)".to_owned(),
+            });
+        }
+        self.timings.validate()?;
+        self.osd_timings.validate()
     }
 }
 
@@ -197,6 +411,19 @@ pub struct StoredSpec {
     /// Raft timings.
     #[serde(default)]
     pub timings: MonTimings,
+    /// OSD timings and failure policy.
+    #[serde(default)]
+    pub osd_timings: OsdTimings,
+    /// The OSDs' other settings.
+    #[serde(default)]
+    pub osd_settings: OsdSettings,
+    /// `[client] op_timeout_ms`.
+    #[serde(default)]
+    pub client_op_timeout_ms: Option<u64>,
+    /// `[mon.pool_defaults] failure_domain`; empty writes none (the monitors' default,
+    /// `host`).
+    #[serde(default = "default_failure_domain")]
+    pub failure_domain: String,
 }
 
 /// The name the launcher gives monitor `id`, as Ceph names them: 1 → `a`, 2 → `b`, ...,
@@ -235,12 +462,10 @@ pub fn conf_text(spec: &StoredSpec, members: &[ConfMember<'_>]) -> Result<String
         .map(|addr| toml::Value::String(addr.to_owned()))
         .collect();
     client.insert("mon_host".to_owned(), toml::Value::Array(hosts));
-    if let Some(timeout) = spec.timings.command_timeout_ms {
-        client.insert(
-            "command_timeout_ms".to_owned(),
-            toml::Value::Integer(i64::try_from(timeout).unwrap_or(i64::MAX)),
-        );
-    }
+    client.extend(integer_table(&[
+        ("command_timeout_ms", spec.timings.command_timeout_ms),
+        ("op_timeout_ms", spec.client_op_timeout_ms),
+    ]));
 
     let mut mon = toml::Table::new();
     if let Some(backend) = &spec.backend {
@@ -268,17 +493,43 @@ pub fn conf_text(spec: &StoredSpec, members: &[ConfMember<'_>]) -> Result<String
     if !raft.is_empty() {
         mon.insert("raft".to_owned(), toml::Value::Table(raft));
     }
+    let failure = spec.osd_timings.failure_table();
+    if !failure.is_empty() {
+        mon.insert("failure".to_owned(), toml::Value::Table(failure));
+    }
+    if !spec.failure_domain.is_empty() {
+        let mut pool_defaults = toml::Table::new();
+        pool_defaults.insert(
+            "failure_domain".to_owned(),
+            toml::Value::String(spec.failure_domain.clone()),
+        );
+        mon.insert(
+            "pool_defaults".to_owned(),
+            toml::Value::Table(pool_defaults),
+        );
+    }
+
+    let mut osd = integer_table(&spec.osd_timings.osd_fields());
+    osd.extend(integer_table(&[
+        ("max_object_size", spec.osd_settings.max_object_size),
+        ("cache_bytes", spec.osd_settings.cache_bytes),
+    ]));
+    if let Some(backend) = &spec.osd_settings.backend {
+        osd.insert("backend".to_owned(), toml::Value::String(backend.clone()));
+    }
 
     let mut root = toml::Table::new();
     root.insert("client".to_owned(), toml::Value::Table(client));
     root.insert("mon".to_owned(), toml::Value::Table(mon));
+    root.insert("osd".to_owned(), toml::Value::Table(osd));
     let body = toml::to_string(&root).map_err(|error| DeployError::InvalidSpec {
         field: "config",
         reason: error.to_string(),
     })?;
     Ok(format!(
-        "# Written by the Shoal launcher (`shoal cluster up`): the monitors read [mon] when they\n\
-         # start, clients read [client] and the members' address files. Rewritten on changes.\n{body}"
+        "# Written by the Shoal launcher (`shoal cluster up`): the monitors read [mon] and the\n\
+         # OSDs [osd] when they start; clients and OSDs find the monitors through [client] and\n\
+         # the members' address files. Rewritten on changes.\n{body}"
     ))
 }
 
@@ -291,6 +542,13 @@ mod tests {
         let spec = StoredSpec {
             backend: Some("fjall".to_owned()),
             timings: MonTimings::fast(),
+            osd_timings: OsdTimings::fast(),
+            osd_settings: OsdSettings {
+                max_object_size: Some(1 << 20),
+                ..OsdSettings::default()
+            },
+            client_op_timeout_ms: Some(3_000),
+            failure_domain: DEFAULT_FAILURE_DOMAIN.to_owned(),
         };
         let one = PathBuf::from("/c/mon.1/mon.addr");
         let four = PathBuf::from("/c/mon.4/mon.addr");
@@ -324,6 +582,40 @@ mod tests {
             parsed["client"]["command_timeout_ms"].as_integer(),
             Some(5000)
         );
+        assert_eq!(parsed["client"]["op_timeout_ms"].as_integer(), Some(3000));
+        // Every OSD shares this host: the default rule must separate replicas by OSD.
+        assert_eq!(
+            parsed["mon"]["pool_defaults"]["failure_domain"].as_str(),
+            Some("osd")
+        );
+        let failure = &parsed["mon"]["failure"];
+        assert_eq!(failure["osd_heartbeat_grace_ms"].as_integer(), Some(2000));
+        assert_eq!(failure["check_interval_ms"].as_integer(), Some(200));
+        let osd = parsed["osd"].as_table().unwrap();
+        assert_eq!(osd["heartbeat_interval_ms"].as_integer(), Some(500));
+        assert_eq!(osd["heartbeat_grace_ms"].as_integer(), Some(2000));
+        assert_eq!(osd["max_object_size"].as_integer(), Some(1 << 20));
+        // Only the OSD's own keys: it refuses unknown ones.
+        let known = [
+            "listen",
+            "backend",
+            "heartbeat_interval_ms",
+            "heartbeat_grace_ms",
+            "beacon_interval_ms",
+            "pg_stats_interval_ms",
+            "op_timeout_ms",
+            "max_object_size",
+            "cache_bytes",
+        ];
+        for key in osd.keys() {
+            assert!(known.contains(&key.as_str()), "unknown [osd] key {key}");
+        }
+        // Default timings write no timing keys at all.
+        let text = conf_text(&StoredSpec::default(), &[]).unwrap();
+        let parsed: toml::Table = toml::from_str(&text).unwrap();
+        assert!(parsed["osd"].as_table().unwrap().is_empty());
+        assert!(parsed["mon"].get("failure").is_none());
+        assert!(parsed["mon"].get("pool_defaults").is_none());
     }
 
     #[test]
@@ -338,12 +630,15 @@ mod tests {
         assert!(spec.validate().unwrap_err().to_string().contains("mons"));
         spec.mons = 3;
         spec.osds = 2;
+        spec.validate().unwrap();
+        spec.osd_timings.heartbeat_grace_ms = Some(400);
         let error = spec.validate().unwrap_err().to_string();
-        assert!(
-            error.contains("shoal-osd") && error.contains('2'),
-            "{error}"
-        );
-        spec.osds = 0;
+        assert!(error.contains("heartbeat_grace_ms"), "{error}");
+        spec.osd_timings = OsdTimings::fast();
+        spec.osd_settings.backend = Some("tape".to_owned());
+        let error = spec.validate().unwrap_err().to_string();
+        assert!(error.contains("osd_settings.backend"), "{error}");
+        spec.osd_settings.backend = None;
         spec.timings.election_ticks = Some(2);
         let error = spec.validate().unwrap_err().to_string();
         assert!(error.contains("election_ticks"), "{error}");

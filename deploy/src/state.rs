@@ -1,4 +1,4 @@
-//! The state file `DIR/cluster.json`: which monitors the launcher started, with the pid and
+//! The state file `DIR/cluster.json`: which monitors and OSDs the launcher started, with the pid and
 //! start time that identify each process, so that `cluster down` (often another process)
 //! stops exactly those. Written atomically (temporary file, fsync, rename) after every
 //! change, and versioned.
@@ -35,6 +35,25 @@ pub struct MonRecord {
     pub addr: Option<String>,
 }
 
+/// One OSD the launcher manages. OSDs are numbered by the launcher from 0 in the order
+/// they were created (`DIR/osd.<n>`); the monitors give each its id when it first boots,
+/// which is `n` when they boot one after another into an empty cluster, as `up` does.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OsdRecord {
+    /// The launcher's number for it.
+    pub n: u32,
+    /// Data directory.
+    pub data_dir: PathBuf,
+    /// Output file.
+    pub log_file: PathBuf,
+    /// The running process, if any.
+    pub process: Option<ProcessRecord>,
+    /// The address it last served on.
+    pub addr: Option<String>,
+    /// Its OSD id, once it booted (`DATA/whoami`).
+    pub id: Option<i32>,
+}
+
 /// A running daemon's identity.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ProcessRecord {
@@ -56,6 +75,12 @@ pub struct ClusterState {
     pub spec: StoredSpec,
     /// The monitors, by id.
     pub mons: Vec<MonRecord>,
+    /// The `shoal-osd` binary the OSDs run (absent for clusters without OSDs).
+    #[serde(default)]
+    pub osd_binary: Option<PathBuf>,
+    /// The OSDs, by number (absent in state files from before OSDs).
+    #[serde(default)]
+    pub osds: Vec<OsdRecord>,
 }
 
 impl ClusterState {
@@ -118,6 +143,22 @@ impl ClusterState {
             .find(|mon| mon.id == id)
             .ok_or(DeployError::UnknownMonitor { id })
     }
+
+    /// The record of OSD number `n`.
+    pub fn osd(&self, n: u32) -> Result<&OsdRecord, DeployError> {
+        self.osds
+            .iter()
+            .find(|osd| osd.n == n)
+            .ok_or(DeployError::UnknownOsd { n })
+    }
+
+    /// The record of OSD number `n`, for changes.
+    pub fn osd_mut(&mut self, n: u32) -> Result<&mut OsdRecord, DeployError> {
+        self.osds
+            .iter_mut()
+            .find(|osd| osd.n == n)
+            .ok_or(DeployError::UnknownOsd { n })
+    }
 }
 
 /// Writes `contents` to `path` through a temporary file, fsync and rename, so readers see
@@ -160,10 +201,29 @@ mod tests {
                 }),
                 addr: Some("127.0.0.1:1".to_owned()),
             }],
+            osd_binary: Some(PathBuf::from("/bin/shoal-osd")),
+            osds: vec![OsdRecord {
+                n: 0,
+                data_dir: dir.path().join("osd.0"),
+                log_file: dir.path().join("log/osd.0.log"),
+                process: None,
+                addr: None,
+                id: Some(0),
+            }],
         };
         state.save(dir.path()).unwrap();
         assert_eq!(ClusterState::load(dir.path()).unwrap(), state);
         assert!(state.mon(2).is_err());
+        assert!(state.osd(1).is_err());
+
+        // A state file from before OSDs existed still loads.
+        let mut old: serde_json::Value = serde_json::to_value(&state).unwrap();
+        let object = old.as_object_mut().unwrap();
+        object.remove("osds");
+        object.remove("osd_binary");
+        std::fs::write(ClusterState::path(dir.path()), old.to_string()).unwrap();
+        let loaded = ClusterState::load(dir.path()).unwrap();
+        assert!(loaded.osds.is_empty() && loaded.osd_binary.is_none());
         state.format_version = 99;
         state.save(dir.path()).unwrap();
         let error = ClusterState::load(dir.path()).unwrap_err().to_string();

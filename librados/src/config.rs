@@ -10,6 +10,7 @@
 //! call_timeout_ms = 5000       # one map or status call to one monitor
 //! command_timeout_ms = 10000   # a command, failovers included; then NO_QUORUM
 //! connect_timeout_ms = 1000    # opening a connection to one monitor
+//! op_timeout_ms = 30000        # one object op, resends included; then a Timeout error
 //!
 //! [[mon.members]]              # the monitors' own table: `addr`, or `addr_file` (the
 //! id = 1                       # monitor's DATA/mon.addr, read when the config is loaded;
@@ -80,6 +81,9 @@ pub struct ClientConfig {
     pub command_timeout: Duration,
     /// The longest opening a connection to one monitor may take.
     pub connect_timeout: Duration,
+    /// The longest one object operation may take, map refreshes and resends included,
+    /// before it fails with a timeout (`[client] op_timeout_ms`).
+    pub op_timeout: Duration,
 }
 
 impl Default for ClientConfig {
@@ -89,6 +93,7 @@ impl Default for ClientConfig {
             call_timeout: Duration::from_secs(5),
             command_timeout: Duration::from_secs(10),
             connect_timeout: Duration::from_secs(1),
+            op_timeout: Duration::from_secs(30),
         }
     }
 }
@@ -107,6 +112,7 @@ struct ClientSection {
     call_timeout_ms: Option<u64>,
     command_timeout_ms: Option<u64>,
     connect_timeout_ms: Option<u64>,
+    op_timeout_ms: Option<u64>,
 }
 
 #[derive(Deserialize)]
@@ -320,6 +326,11 @@ impl ClientConfig {
                 client.connect_timeout_ms,
                 defaults.connect_timeout,
             )?,
+            op_timeout: timeout(
+                "client.op_timeout_ms",
+                client.op_timeout_ms,
+                defaults.op_timeout,
+            )?,
         })
     }
 }
@@ -337,6 +348,7 @@ mod tests {
             [client]
             mon_host = "127.0.0.1:7100, 127.0.0.1:7101"
             command_timeout_ms = 2500
+            op_timeout_ms = 1500
             [mon]
             backend = "fjall"
             [[mon.members]]
@@ -357,6 +369,7 @@ mod tests {
             vec!["127.0.0.1:7100", "127.0.0.1:7101", "127.0.0.1:7102"]
         );
         assert_eq!(config.command_timeout, Duration::from_millis(2500));
+        assert_eq!(config.op_timeout, Duration::from_millis(1500));
         assert_eq!(config.call_timeout, ClientConfig::default().call_timeout);
     }
 

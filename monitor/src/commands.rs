@@ -84,20 +84,20 @@ pub fn translate(
         Kind::PoolCreate(create) => {
             require_name("name", &create.name)?;
             let map = need_map()?;
-            let pg_num = if create.pg_num == 0 {
-                defaults.pg_num
-            } else {
-                create.pg_num
-            };
-            let size = if create.size == 0 {
-                defaults.size
-            } else {
-                create.size
-            };
+            let pg_num = positive(
+                "pg_num",
+                create.pg_num,
+                "a pool needs at least 1 placement group",
+            )?
+            .unwrap_or(defaults.pg_num);
+            let size = positive("size", create.size, "a pool needs at least 1 replica")?
+                .unwrap_or(defaults.size);
             let mut spec = PoolSpec::replicated(&create.name, size, pg_num);
-            if create.min_size != 0 {
-                spec.min_size = Some(create.min_size);
-            }
+            spec.min_size = positive(
+                "min_size",
+                create.min_size,
+                "at least 1 replica must accept writes",
+            )?;
             if !create.crush_rule.is_empty() {
                 let rule = match map.crush().rule_by_name(&create.crush_rule) {
                     Some(rule) => rule.id,
@@ -330,4 +330,12 @@ fn osd_list(ids: &[i32]) -> String {
         .map(|id| format!("osd.{id}"))
         .collect::<Vec<_>>()
         .join(", ")
+}
+
+/// An optional count that, when given, must not be 0 (absent means "the default").
+fn positive(argument: &str, value: Option<u32>, why: &str) -> Result<Option<u32>, CommandError> {
+    match value {
+        Some(0) => Err(invalid(argument, "0", why)),
+        other => Ok(other),
+    }
 }

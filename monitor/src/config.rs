@@ -50,6 +50,10 @@
 //! [mon.pool_defaults]
 //! pg_num = 32
 //! size = 3
+//! failure_domain = "host"       # CRUSH type the default rule (`replicated_rule`, made when
+//!                               # the cluster is created) puts replicas apart across:
+//!                               # `chooseleaf firstn 0 type <failure_domain>`; "osd" for
+//!                               # clusters whose OSDs all share one host
 //! ```
 //!
 //! # Environment
@@ -198,6 +202,10 @@ pub struct PoolDefaults {
     pub pg_num: u32,
     /// Replicas of a new pool.
     pub size: u32,
+    /// The CRUSH type whose buckets hold at most one replica under the default rule that
+    /// the first leader creates with the cluster (Ceph's `osd_crush_chooseleaf_type`).
+    /// Read only then: changing it later does not edit the existing rule.
+    pub failure_domain: String,
 }
 
 impl Default for PoolDefaults {
@@ -205,6 +213,7 @@ impl Default for PoolDefaults {
         PoolDefaults {
             pg_num: 32,
             size: 3,
+            failure_domain: "host".to_owned(),
         }
     }
 }
@@ -441,6 +450,13 @@ impl MonConfig {
         if self.pool_defaults.size == 0 {
             return Err(invalid("mon.pool_defaults.size", "must be > 0"));
         }
+        let domain = &self.pool_defaults.failure_domain;
+        if crush::CrushMap::new_default().type_id(domain).is_none() {
+            return Err(invalid(
+                "mon.pool_defaults.failure_domain",
+                format!("`{domain}` is not a CRUSH type (osd, host, chassis, rack, ..., root)"),
+            ));
+        }
         Ok(())
     }
 
@@ -598,5 +614,31 @@ mod tests {
         config.join = true;
         config.validate().unwrap();
         assert!(parse_members("1:127.0.0.1").is_err());
+    }
+
+    #[test]
+    fn the_failure_domain_defaults_to_host_and_must_be_a_crush_type() {
+        let text = |domain: &str| {
+            format!("[mon]\nid = 1\ndata_dir = \"/tmp/m\"\n[mon.pool_defaults]\nfailure_domain = \"{domain}\"\n")
+        };
+        assert_eq!(
+            MonConfig::from_toml("[mon]\nid = 1\n")
+                .unwrap()
+                .pool_defaults
+                .failure_domain,
+            "host"
+        );
+        let config = MonConfig::from_toml(&text("osd")).unwrap();
+        assert_eq!(config.pool_defaults.failure_domain, "osd");
+        config.validate().unwrap();
+        let error = MonConfig::from_toml(&text("shelf"))
+            .unwrap()
+            .validate()
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains("mon.pool_defaults.failure_domain") && error.contains("shelf"),
+            "{error}"
+        );
     }
 }

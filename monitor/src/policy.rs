@@ -39,6 +39,11 @@ pub struct SoftState {
     /// The Raft term this soft state belongs to (reset when leadership changes).
     term: u64,
     beacons: HashMap<OsdId, Instant>,
+    /// When this leader first saw each OSD's current incarnation up (its `up_from` epoch):
+    /// a peer's silence only counts from then, so reports about the previous incarnation
+    /// (filed while the OSD was dead, before the reporter's pings reach the new one) cannot
+    /// mark a freshly booted OSD down again.
+    up_seen: HashMap<OsdId, (clustermap::Epoch, Instant)>,
     /// target -> reporter -> report.
     reports: HashMap<OsdId, HashMap<OsdId, Report>>,
     pg_stats: BTreeMap<PgId, PgStatReport>,
@@ -128,7 +133,13 @@ impl SoftState {
             reports.retain(|reporter, _| map.is_up(*reporter));
         }
         let nodown = map.is_flag_set(ClusterFlag::NoDown);
+        self.up_seen.retain(|id, _| map.is_up(*id));
         for osd in map.osds().values().filter(|osd| osd.up) {
+            let seen = self.up_seen.entry(osd.id).or_insert((osd.up_from, now));
+            if seen.0 != osd.up_from {
+                *seen = (osd.up_from, now);
+            }
+            let up_since = seen.1;
             let last_beacon = *self.beacons.entry(osd.id).or_insert(now);
             let silent = now.saturating_duration_since(last_beacon) >= report_timeout;
             let reporting_hosts: BTreeSet<&str> = self
@@ -138,7 +149,8 @@ impl SoftState {
                     reports
                         .iter()
                         .filter(|(_, report)| {
-                            now.saturating_duration_since(report.failed_since) >= grace
+                            now.saturating_duration_since(report.failed_since.max(up_since))
+                                >= grace
                         })
                         .filter_map(|(reporter, _)| map.osd(*reporter).map(|r| r.host.as_str()))
                         .collect()

@@ -37,7 +37,6 @@ use proto::monpeer::mon_peer_server::MonPeerServer;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
-use tokio_stream::wrappers::TcpListenerStream;
 
 use crate::config::MonConfig;
 use crate::error::MonError;
@@ -236,6 +235,7 @@ impl MonitorServer {
                     }
                 }),
                 history_limit: usize::try_from(config.raft.map_history).unwrap_or(usize::MAX),
+                failure_domain: config.pool_defaults.failure_domain.clone(),
             },
             view_tx,
         );
@@ -273,7 +273,6 @@ impl MonitorServer {
         let peer_service =
             PeerService::new(config.id, Arc::new(node.clone()), Arc::clone(&transport));
         let router = tonic::transport::Server::builder()
-            .tcp_nodelay(true)
             .add_service(
                 MonPeerServer::new(peer_service)
                     .max_decoding_message_size(max_bytes)
@@ -291,7 +290,7 @@ impl MonitorServer {
             );
         let mut server_shutdown = shutdown_rx.clone();
         let server = tokio::spawn(router.serve_with_incoming_shutdown(
-            TcpListenerStream::new(listener),
+            accept_with_nodelay(listener),
             async move {
                 let _ = server_shutdown.wait_for(|stop| *stop).await;
             },
@@ -415,4 +414,11 @@ impl MonitorServer {
         let mut status = self.node.watch_status();
         let _ = status.wait_for(|status| status.stopped).await;
     }
+}
+
+/// Accepted connections with Nagle's algorithm off: small replies would otherwise wait for
+/// the peer's delayed ACK (about 40 ms). `Server::tcp_nodelay` does not apply to a listener
+/// passed in by the caller, so the incoming stream sets it.
+fn accept_with_nodelay(listener: TcpListener) -> tonic::transport::server::TcpIncoming {
+    tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true))
 }

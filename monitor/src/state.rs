@@ -67,6 +67,11 @@ pub enum MonCommand {
         fsid: Uuid,
         /// The initial monitors.
         members: Vec<Member>,
+        /// The CRUSH type the default rule puts replicas apart across (`[mon.pool_defaults]
+        /// failure_domain`); empty in entries written before the field existed, which
+        /// means `host`, the default then.
+        #[serde(default, skip_serializing_if = "String::is_empty")]
+        failure_domain: String,
     },
     /// Validated map changes making one epoch (pools, flags, OSD in/out/down, CRUSH map).
     Change {
@@ -192,6 +197,8 @@ pub struct LocalInfo {
     pub resolve_address: Box<dyn Fn(u64) -> Option<String> + Send>,
     /// How many incrementals to keep.
     pub history_limit: usize,
+    /// The failure domain of the default CRUSH rule of a new cluster (a CRUSH type name).
+    pub failure_domain: String,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -450,12 +457,16 @@ impl StateMachine for MapMachine {
 
     fn validate(&self, command: &MonCommand) -> Result<(), CommandError> {
         match command {
-            MonCommand::CreateCluster { fsid, members } => {
+            MonCommand::CreateCluster {
+                fsid,
+                members,
+                failure_domain,
+            } => {
                 if self.map.is_some() {
                     return Err(CommandError::AlreadyCreated);
                 }
                 let monitors = monitor_infos(members);
-                ClusterMap::new(*fsid, 0, monitors, CrushMap::new_default())?;
+                ClusterMap::new(*fsid, 0, monitors, initial_crush(failure_domain)?)?;
                 Ok(())
             }
             other => {
@@ -534,7 +545,11 @@ impl StateMachine for MapMachine {
                     .unwrap_or_else(|| format!("unknown-address-of-mon-{id}")),
             })
             .collect();
-        vec![MonCommand::CreateCluster { fsid, members }]
+        vec![MonCommand::CreateCluster {
+            fsid,
+            members,
+            failure_domain: self.local.failure_domain.clone(),
+        }]
     }
 
     fn member_addresses(&self) -> Vec<(u64, String)> {
@@ -543,6 +558,37 @@ impl StateMachine for MapMachine {
             .map(|member| (member.id, member.addr.clone()))
             .collect()
     }
+}
+
+/// The CRUSH map of a new cluster: Ceph's default (root `default`, rule 0
+/// `replicated_rule`: chooseleaf over hosts), with the rule rebuilt over `failure_domain`
+/// when another one is configured, as `ceph osd crush rule create-replicated` builds it
+/// (`choose firstn 0 type osd` for "osd"). Ceph's vstart does the same
+/// (`osd_crush_chooseleaf_type = 0`) so that size-3 pools work with every OSD on one host.
+fn initial_crush(failure_domain: &str) -> Result<CrushMap, CommandError> {
+    let mut crush = CrushMap::new_default();
+    if failure_domain.is_empty() || failure_domain == "host" {
+        return Ok(crush);
+    }
+    let invalid = |reason: String| CommandError::InvalidArgument {
+        argument: "failure_domain".to_owned(),
+        value: failure_domain.to_owned(),
+        reason,
+    };
+    let rule = crush
+        .rules
+        .remove(&0)
+        .ok_or_else(|| invalid("the default CRUSH map has no rule 0".to_owned()))?;
+    let id = crush
+        .add_replicated_rule(
+            &rule.name,
+            crush::builder::DEFAULT_ROOT,
+            failure_domain,
+            None,
+        )
+        .map_err(|error| invalid(error.to_string()))?;
+    debug_assert_eq!(id, 0, "the rebuilt default rule keeps id 0");
+    Ok(crush)
 }
 
 fn monitor_infos(members: &[Member]) -> Vec<MonitorInfo> {
@@ -563,7 +609,12 @@ impl MapMachine {
         command: &MonCommand,
         context: &ApplyContext,
     ) -> Result<CommandOutput, CommandError> {
-        if let MonCommand::CreateCluster { fsid, members } = command {
+        if let MonCommand::CreateCluster {
+            fsid,
+            members,
+            failure_domain,
+        } = command
+        {
             if self.map.is_some() {
                 return Err(CommandError::AlreadyCreated);
             }
@@ -571,7 +622,7 @@ impl MapMachine {
                 *fsid,
                 context.proposed_at_ms,
                 monitor_infos(members),
-                CrushMap::new_default(),
+                initial_crush(failure_domain)?,
             )?;
             self.members = Arc::new(
                 members

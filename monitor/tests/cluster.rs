@@ -448,9 +448,9 @@ async fn pool_and_osd_commands_change_the_map() {
         Command {
             kind: Some(Kind::PoolCreate(PoolCreate {
                 name: "data".to_owned(),
-                pg_num: 0,
-                size: 0,
-                min_size: 0,
+                pg_num: None,
+                size: None,
+                min_size: None,
                 crush_rule: "no_such_rule".to_owned(),
             })),
         },

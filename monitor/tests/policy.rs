@@ -160,6 +160,25 @@ async fn boots_reports_beacons_and_the_down_out_policy() {
     assert!(map.is_up(1) && map.is_in(1));
     // The beaconing OSDs stayed up all along.
     assert!(map.is_up(0) && map.is_up(2));
+    // Reports filed about its previous life (silent for 10 s, longer than it has been up)
+    // do not mark the new incarnation down: silence counts from when it came up.
+    osd.report_failure(report(0, 10_000, false))
+        .await
+        .expect("report");
+    osd.report_failure(report(2, 10_000, false))
+        .await
+        .expect("report");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(
+        cluster.server(follower).view().map.unwrap().is_up(1),
+        "a rebooted OSD is not marked down by its old silence"
+    );
+    osd.report_failure(report(0, 0, true))
+        .await
+        .expect("withdraw");
+    osd.report_failure(report(2, 0, true))
+        .await
+        .expect("withdraw");
 
     // An OSD that stops sending beacons is marked down after the report timeout (noout
     // keeps them in, so health reports them as down OSDs that are in).

@@ -4,7 +4,7 @@
 use monitor::commands::translate;
 use monitor::config::PoolDefaults;
 use monitor::node::{ApplyContext, StateMachine};
-use monitor::state::{CommandError, LocalInfo, MapMachine, MapView, Member, MonCommand};
+use monitor::state::{CommandError, LocalInfo, MapMachine, MapView, Member, MonCommand, OsdBoot};
 use proto::mon::command::Kind;
 use proto::mon::{
     Command, CrushAddBucket, CrushMove, CrushReweight, CrushRuleCreateReplicated, CrushSetMap,
@@ -13,6 +13,10 @@ use proto::mon::{
 use tokio::sync::watch;
 
 fn machine() -> (MapMachine, watch::Receiver<MapView>) {
+    machine_with_failure_domain("host")
+}
+
+fn machine_with_failure_domain(failure_domain: &str) -> (MapMachine, watch::Receiver<MapView>) {
     let (sender, receiver) = watch::channel(MapView::default());
     let local = LocalInfo {
         id: 1,
@@ -20,6 +24,7 @@ fn machine() -> (MapMachine, watch::Receiver<MapView>) {
         initial_members: vec![(1, "a".to_owned())],
         resolve_address: Box::new(|_| Some("127.0.0.1:7100".to_owned())),
         history_limit: 10,
+        failure_domain: failure_domain.to_owned(),
     };
     (MapMachine::new(local, sender), receiver)
 }
@@ -71,9 +76,9 @@ fn invalid_arguments_are_named_and_change_nothing() {
     let pool = |name: &str, pg_num, size| {
         Kind::PoolCreate(PoolCreate {
             name: name.to_owned(),
-            pg_num,
-            size,
-            min_size: 0,
+            pg_num: Some(pg_num),
+            size: Some(size),
+            min_size: None,
             crush_rule: String::new(),
         })
     };
@@ -82,6 +87,28 @@ fn invalid_arguments_are_named_and_change_nothing() {
         (pool("", 8, 3), "name"),
         (pool("x", 100_000, 3), "pg_num"),
         (pool("x", 8, 99), "size"),
+        (pool("x", 0, 3), "pg_num"),
+        (pool("x", 8, 0), "size"),
+        (
+            Kind::PoolCreate(PoolCreate {
+                name: "x".into(),
+                pg_num: Some(8),
+                size: Some(3),
+                min_size: Some(0),
+                crush_rule: String::new(),
+            }),
+            "min_size",
+        ),
+        (
+            Kind::PoolCreate(PoolCreate {
+                name: "x".into(),
+                pg_num: Some(8),
+                size: Some(2),
+                min_size: Some(3),
+                crush_rule: String::new(),
+            }),
+            "min_size",
+        ),
         (pool("rbd", 8, 3), "name"),
         (
             Kind::PoolSet(PoolSet {
@@ -181,9 +208,9 @@ fn crush_edits_apply_to_the_map() {
         5,
         Kind::PoolCreate(PoolCreate {
             name: "racked".into(),
-            pg_num: 8,
-            size: 2,
-            min_size: 0,
+            pg_num: Some(8),
+            size: Some(2),
+            min_size: None,
             crush_rule: "by_rack".into(),
         }),
     )
@@ -216,9 +243,9 @@ fn applying_is_deterministic_and_snapshots_round_trip() {
     let commands = [
         Kind::PoolCreate(PoolCreate {
             name: "a".into(),
-            pg_num: 16,
-            size: 2,
-            min_size: 1,
+            pg_num: Some(16),
+            size: Some(2),
+            min_size: Some(1),
             crush_rule: String::new(),
         }),
         Kind::SetFlag("noout".into()),
@@ -284,4 +311,90 @@ fn commands_before_creation_say_the_cluster_is_not_ready() {
     let (mut machine, _) = machine();
     let error = run(&mut machine, 1, Kind::SetFlag("noout".into())).unwrap_err();
     assert!(matches!(error, CommandError::NotCreated), "{error}");
+}
+
+/// Creates the cluster with `failure_domain`, boots `osds` OSDs all on host `h1`, creates
+/// a size-3 pool, and returns the acting sets of its PGs.
+fn single_host_acting_sets(failure_domain: &str, osds: u8) -> (crush::Rule, Vec<Vec<i32>>) {
+    let (mut machine, _) = machine_with_failure_domain(failure_domain);
+    let duties = machine.leader_duties();
+    machine.validate(&duties[0]).unwrap();
+    machine.apply(&duties[0], &context(2)).unwrap();
+    let mut index = 3;
+    for n in 0..osds {
+        let boot = MonCommand::Boot(OsdBoot {
+            uuid: format!("00000000-0000-4000-8000-0000000000{n:02x}")
+                .parse()
+                .unwrap(),
+            id: None,
+            addr: format!("127.0.0.1:{}", 7200 + u16::from(n)),
+            host: "h1".to_owned(),
+            location: Vec::new(),
+            crush_weight: 0x10000,
+            device_class: None,
+        });
+        machine.validate(&boot).unwrap();
+        machine.apply(&boot, &context(index)).unwrap();
+        index += 1;
+    }
+    run(
+        &mut machine,
+        index,
+        Kind::PoolCreate(PoolCreate {
+            name: "data".into(),
+            pg_num: Some(32),
+            size: Some(3),
+            min_size: None,
+            crush_rule: String::new(),
+        }),
+    )
+    .unwrap();
+    let map = machine.map().unwrap().clone();
+    let rule = map.crush().rules[&0].clone();
+    let pool = map.pool_by_name("data").unwrap();
+    let mut mapper = map.pg_mapper();
+    let acting = pool
+        .pgs()
+        .map(|pgid| mapper.map(pgid).unwrap().acting)
+        .collect();
+    (rule, acting)
+}
+
+#[test]
+fn the_default_rule_separates_replicas_across_the_configured_failure_domain() {
+    // Ceph's default: one replica per host, so OSDs sharing one host give one copy.
+    let (rule, acting) = single_host_acting_sets("host", 4);
+    assert_eq!(rule.name, "replicated_rule");
+    assert!(
+        rule.steps
+            .contains(&crush::Step::ChooseLeafFirstN { n: 0, type_id: 1 }),
+        "{rule:?}"
+    );
+    assert!(acting.iter().all(|set| set.len() == 1), "{acting:?}");
+
+    // failure_domain = "osd" (the local launcher's): three distinct OSDs of the one host,
+    // with the rule Ceph builds for that type (`choose firstn 0 type osd`).
+    let (rule, acting) = single_host_acting_sets("osd", 4);
+    assert_eq!((rule.id, rule.name.as_str()), (0, "replicated_rule"));
+    assert!(
+        rule.steps
+            .contains(&crush::Step::ChooseFirstN { n: 0, type_id: 0 }),
+        "{rule:?}"
+    );
+    for set in &acting {
+        let distinct: std::collections::BTreeSet<_> = set.iter().collect();
+        assert_eq!((set.len(), distinct.len()), (3, 3), "{acting:?}");
+    }
+    // Every OSD gets some primaries: the rule spreads over all of them.
+    let primaries: std::collections::BTreeSet<i32> = acting.iter().map(|set| set[0]).collect();
+    assert_eq!(primaries.len(), 4, "{acting:?}");
+}
+
+#[test]
+fn an_unknown_failure_domain_is_refused_before_the_cluster_is_created() {
+    let (machine, _) = machine_with_failure_domain("shelf");
+    let duties = machine.leader_duties();
+    let error = machine.validate(&duties[0]).unwrap_err();
+    assert_eq!(argument_of(&error), "failure_domain", "{error}");
+    assert!(error.to_string().contains("shelf"), "{error}");
 }

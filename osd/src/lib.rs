@@ -1,9 +1,32 @@
 //! The OSD (`shoal-osd`): the object store on the `kv` engine, PGs and their logs,
-//! replication, peering, recovery, backfill, scrub and heartbeats.
+//! replication, peering and heartbeats (DESIGN.md §4-§5).
 //!
-//! Built so far: [`store`], the object store (objects, chunks and checksums, xattrs, omap,
-//! the PG log and PG info, atomic transactions, group-committed durability). The daemon,
-//! its networking, replication and peering come later.
+//! * [`store`]: the object store (objects, chunks and checksums, xattrs, omap, the PG log
+//!   and PG info, atomic transactions, group-committed durability, recovery installs);
+//! * [`config`]: the `[osd]` table of the cluster config;
+//! * [`daemon`]: startup (store, identity, listen, boot), the tasks, clean shutdown;
+//! * [`node`]: the state the tasks share and map application;
+//! * [`mapfollow`]: the map subscription;
+//! * [`pg`]: one PG: ordering, versions, replication, reads, peering;
+//! * [`server`]: the `Osd` gRPC service;
+//! * [`wire`]: proto conversions and the op error mapping;
+//! * [`peers`]: channels to other OSDs;
+//! * [`heartbeat`], [`reporter`]: pings and failure reports, beacons, PG statistics;
+//! * [`status`]: the admin view.
+//!
+//! Note: this crate uses librados's `MonClient`/`MapWatch` to reach the monitors, a
+//! deliberate deviation from DESIGN.md §1's crate stack so that monitor failover exists once.
 #![deny(missing_docs)]
 
+pub mod config;
+pub mod daemon;
+pub mod heartbeat;
+pub mod mapfollow;
+pub mod node;
+pub mod peers;
+pub mod pg;
+pub mod reporter;
+pub mod server;
+pub mod status;
 pub mod store;
+pub mod wire;

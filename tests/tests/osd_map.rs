@@ -5,10 +5,11 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use deploy::ClusterSpec;
 use librados::proto::mon::osd_report_client::OsdReportClient;
 use librados::proto::mon::OsdBootRequest;
 use serde_json::Value;
-use shoal_tests::{describe, shoal, start};
+use shoal_tests::{describe, shoal, start_with};
 
 /// Registers an OSD as a booting `shoal-osd` would; returns its id.
 async fn boot_osd(addr: &str, index: u32, host: &str) -> i32 {
@@ -55,7 +56,13 @@ fn run_json(conf: &std::path::Path, args: &[&str]) -> Value {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn osd_map_matches_clustermap_and_reads_have_json_forms() {
-    let cluster = start(3).await;
+    // Its OSDs are registered on three hosts: the default rule separates replicas by host
+    // (the launcher's own default, `osd`, is for OSDs that share this one).
+    let cluster = start_with(ClusterSpec {
+        failure_domain: "host".to_owned(),
+        ..ClusterSpec::for_tests(3)
+    })
+    .await;
     let conf = cluster.conf_path();
     let addr = cluster.mon_addr(cluster.mon_ids()[0]).expect("an address");
     // OSD id -> the host it was placed under.

@@ -1,13 +1,15 @@
 //! `shoal cluster up|down|status --dir DIR`: the local launcher ([`deploy::Cluster`]) from
-//! the command line. `up` leaves the daemons running after the command exits and prints
-//! how to reach them; `down` stops exactly what the state file records.
+//! the command line. `up` starts monitors and OSDs, waits for `HEALTH_OK`, leaves the
+//! daemons running after the command exits and prints how to reach them; `down` stops
+//! exactly what the state file records.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use anyhow::Result;
+use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand};
-use deploy::{Cluster, ClusterSpec, MonTimings, StopOutcome};
+use deploy::binaries::BIN_DIR_ENV;
+use deploy::{Binaries, Cluster, ClusterSpec, MonTimings, OsdTimings, StopOutcome};
 use serde_json::json;
 
 use super::Format;
@@ -23,7 +25,7 @@ pub struct ClusterArgs {
 
 #[derive(Debug, Subcommand)]
 enum ClusterCommand {
-    /// Start monitors (and, later, OSDs) under DIR and wait until they have a leader.
+    /// Start monitors and OSDs under DIR and wait until the cluster is healthy.
     Up {
         /// The cluster directory (created if missing; a stopped cluster in it restarts).
         #[arg(long)]
@@ -31,20 +33,22 @@ enum ClusterCommand {
         /// Monitors to start.
         #[arg(long, default_value_t = 3)]
         mons: u32,
-        /// OSDs to start (not available yet: must be 0).
-        #[arg(long, default_value_t = 0)]
+        /// OSDs to start (all on this host; the default CRUSH rule puts replicas on
+        /// distinct OSDs).
+        #[arg(long, default_value_t = 3)]
         osds: u32,
-        /// Directory holding shoal-mon (default: $SHOAL_BIN_DIR, else next to `shoal`).
+        /// Directory holding shoal-mon and shoal-osd (default: $SHOAL_BIN_DIR, else next
+        /// to `shoal`).
         #[arg(long)]
         bin_dir: Option<PathBuf>,
         /// Monitor storage backend: fjall, sled or memory.
         #[arg(long)]
         backend: Option<String>,
-        /// Short Raft timings (50 ms ticks), as the tests use.
+        /// Short Raft, heartbeat and failure-detection timings, as the tests use.
         #[arg(long)]
         fast: bool,
-        /// Seconds to wait for the cluster to be ready.
-        #[arg(long, default_value_t = 60)]
+        /// Seconds to wait for the cluster to be ready (HEALTH_OK).
+        #[arg(long, default_value_t = 120)]
         timeout: u64,
     },
     /// Stop the processes `cluster up` started in DIR (the data stays).
@@ -61,6 +65,68 @@ enum ClusterCommand {
     },
 }
 
+/// Under `cargo run` (which sets `CARGO` and `CARGO_MANIFEST_DIR`), builds the daemon
+/// binaries when they are missing, into the running `shoal`'s target directory and profile:
+/// cargo builds only the binaries of the package it runs, and the README's first command
+/// must give a working cluster from a fresh checkout. Elsewhere a missing binary is the
+/// launcher's error, which says how to build it.
+fn build_missing_daemons(bin_dir: Option<&Path>, osds: u32) -> Result<()> {
+    if bin_dir.is_some() || std::env::var_os(BIN_DIR_ENV).is_some() {
+        return Ok(());
+    }
+    let missing = match Binaries::locate(None) {
+        Ok(binaries) => osds > 0 && binaries.osd.is_none(),
+        Err(_) => true,
+    };
+    let (Some(cargo), Some(manifest_dir)) = (
+        std::env::var_os("CARGO"),
+        std::env::var_os("CARGO_MANIFEST_DIR"),
+    ) else {
+        return Ok(());
+    };
+    if !missing {
+        return Ok(());
+    }
+    let exe = std::env::current_exe().context("locate the running shoal binary")?;
+    let (Some(profile_dir), Some(target_dir)) = (exe.parent(), exe.parent().and_then(Path::parent))
+    else {
+        return Ok(());
+    };
+    let mut command = std::process::Command::new(cargo);
+    command
+        .arg("build")
+        .arg("--manifest-path")
+        .arg(Path::new(&manifest_dir).join("Cargo.toml"))
+        .arg("--target-dir")
+        .arg(target_dir);
+    match profile_dir.file_name().and_then(|name| name.to_str()) {
+        Some("debug") => {}
+        Some("release") => {
+            command.arg("--release");
+        }
+        Some(profile) => {
+            command.args(["--profile", profile]);
+        }
+        None => return Ok(()),
+    }
+    command.args([
+        "-p",
+        "monitor",
+        "--bin",
+        "shoal-mon",
+        "-p",
+        "osd",
+        "--bin",
+        "shoal-osd",
+    ]);
+    eprintln!("building the daemons first: {command:?}");
+    let status = command.status().context("run cargo build")?;
+    if !status.success() {
+        bail!("building shoal-mon and shoal-osd failed ({status})");
+    }
+    Ok(())
+}
+
 /// Runs `shoal cluster ...`.
 pub async fn run(args: ClusterArgs, format: Format) -> Result<()> {
     match args.command {
@@ -73,6 +139,7 @@ pub async fn run(args: ClusterArgs, format: Format) -> Result<()> {
             fast,
             timeout,
         } => {
+            build_missing_daemons(bin_dir.as_deref(), osds)?;
             let spec = ClusterSpec {
                 mons,
                 osds,
@@ -83,8 +150,14 @@ pub async fn run(args: ClusterArgs, format: Format) -> Result<()> {
                 } else {
                     MonTimings::default()
                 },
+                osd_timings: if fast {
+                    OsdTimings::fast()
+                } else {
+                    OsdTimings::default()
+                },
                 ready_timeout: Duration::from_secs(timeout.max(1)),
                 die_with_launcher: false,
+                ..ClusterSpec::default()
             };
             let cluster = Cluster::up(&dir, spec).await?;
             let conf = cluster.conf_path();
@@ -97,6 +170,15 @@ pub async fn run(args: ClusterArgs, format: Format) -> Result<()> {
                     cluster.log_file(id)?,
                 ));
             }
+            let mut osds = Vec::new();
+            for n in cluster.osd_numbers() {
+                osds.push((
+                    cluster.osd_id(n)?,
+                    cluster.osd_pid(n)?.unwrap_or(0),
+                    cluster.osd_addr(n)?,
+                    cluster.osd_log_file(n)?,
+                ));
+            }
             let resumed = cluster.resumed();
             cluster.detach();
             if format.is_json() {
@@ -105,16 +187,24 @@ pub async fn run(args: ClusterArgs, format: Format) -> Result<()> {
                     "mons": mons.iter().map(|(id, pid, addr, log)| json!({
                         "id": id, "pid": pid, "addr": addr, "log": log,
                     })).collect::<Vec<_>>(),
+                    "osds": osds.iter().map(|(id, pid, addr, log)| json!({
+                        "id": id, "pid": pid, "addr": addr, "log": log,
+                    })).collect::<Vec<_>>(),
                 }));
             } else {
                 let verb = if resumed { "restarted" } else { "started" };
                 println!(
-                    "cluster {verb} in {}: {} monitor(s)",
+                    "cluster {verb} in {}: {} monitor(s), {} OSD(s){}",
                     dir.display(),
-                    mons.len()
+                    mons.len(),
+                    osds.len(),
+                    if osds.is_empty() { "" } else { ", HEALTH_OK" }
                 );
                 for (id, pid, addr, log) in &mons {
                     println!("  mon.{id}  pid {pid}  {addr}  log {}", log.display());
+                }
+                for (id, pid, addr, log) in &osds {
+                    println!("  osd.{id}  pid {pid}  {addr}  log {}", log.display());
                 }
                 println!("config: {}", conf.display());
                 println!("try:    shoal -c {} status", conf.display());
@@ -127,19 +217,22 @@ pub async fn run(args: ClusterArgs, format: Format) -> Result<()> {
                 format.print_json(&serde_json::to_value(&report)?);
                 return Ok(());
             }
-            if report.mons.is_empty() {
+            if report.mons.is_empty() && report.osds.is_empty() {
                 println!("nothing to stop in {}", report.dir.display());
             }
+            let describe = |outcome: &StopOutcome| match outcome {
+                StopOutcome::Stopped => "stopped".to_owned(),
+                StopOutcome::Killed => "killed (it ignored SIGTERM)".to_owned(),
+                StopOutcome::AlreadyGone => "was not running".to_owned(),
+                StopOutcome::NotOurs { description } => {
+                    format!("left alone: the pid now runs `{description}`")
+                }
+            };
+            for (n, pid, outcome) in &report.osds {
+                println!("osd number {n} (pid {pid}): {}", describe(outcome));
+            }
             for (id, pid, outcome) in &report.mons {
-                let what = match outcome {
-                    StopOutcome::Stopped => "stopped".to_owned(),
-                    StopOutcome::Killed => "killed (it ignored SIGTERM)".to_owned(),
-                    StopOutcome::AlreadyGone => "was not running".to_owned(),
-                    StopOutcome::NotOurs { description } => {
-                        format!("left alone: the pid now runs `{description}`")
-                    }
-                };
-                println!("mon.{id} (pid {pid}): {what}");
+                println!("mon.{id} (pid {pid}): {}", describe(outcome));
             }
             Ok(())
         }
@@ -152,7 +245,7 @@ pub async fn run(args: ClusterArgs, format: Format) -> Result<()> {
                 };
                 format.print_json(&json!({
                     "dir": report.dir, "conf": report.conf, "mons": report.mons,
-                    "cluster": cluster,
+                    "osds": report.osds, "cluster": cluster,
                 }));
                 return Ok(());
             }
@@ -172,18 +265,45 @@ pub async fn run(args: ClusterArgs, format: Format) -> Result<()> {
                     mon.addr.as_deref().unwrap_or("-")
                 );
             }
+            for osd in &report.osds {
+                let state = match osd.pid {
+                    Some(pid) => format!("running, pid {pid}"),
+                    None => "stopped".to_owned(),
+                };
+                let name = osd.id.map_or_else(
+                    || format!("osd number {} (never booted)", osd.n),
+                    |id| format!("osd.{id}"),
+                );
+                println!(
+                    "  {name}  {state}  {}  data {}",
+                    osd.addr.as_deref().unwrap_or("-"),
+                    osd.data_dir.display()
+                );
+            }
             match &report.cluster {
-                Ok(status) => println!(
-                    "leader mon.{}, epoch {}, term {}, quorum {}",
-                    status.leader_id,
-                    status.epoch,
-                    status.term,
-                    status
-                        .quorum()
-                        .map(|monitor| monitor.name.clone())
-                        .collect::<Vec<_>>()
-                        .join(",")
-                ),
+                Ok(status) => {
+                    println!(
+                        "leader mon.{}, epoch {}, term {}, quorum {}",
+                        status.leader_id,
+                        status.epoch,
+                        status.term,
+                        status
+                            .quorum()
+                            .map(|monitor| monitor.name.clone())
+                            .collect::<Vec<_>>()
+                            .join(",")
+                    );
+                    println!(
+                        "osds: {} up, {} in, {} total; health {}",
+                        status.num_up_osds,
+                        status.num_in_osds,
+                        status.num_osds,
+                        status
+                            .health
+                            .as_ref()
+                            .map_or("unknown", |health| health.status.as_str())
+                    );
+                }
                 Err(error) => println!("monitors: {error}"),
             }
             Ok(())

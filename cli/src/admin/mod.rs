@@ -15,7 +15,9 @@ mod bench;
 mod cluster;
 mod crush;
 mod osd;
-mod output;
+mod osd_df;
+pub(crate) mod output;
+mod pg;
 mod status;
 
 use std::path::PathBuf;
@@ -100,6 +102,8 @@ pub enum AdminCommand {
     Cluster(cluster::ClusterArgs),
     /// Benchmarks against a running cluster.
     Bench(bench::BenchArgs),
+    /// Placement groups: dump, stat (from the OSDs' own reports).
+    Pg(pg::PgArgs),
 }
 
 /// Runs a cluster command.
@@ -134,6 +138,7 @@ async fn dispatch(command: AdminCommand, global: &GlobalArgs) -> Result<()> {
         AdminCommand::Osd(args) => args.out,
         AdminCommand::Cluster(args) => args.out,
         AdminCommand::Bench(args) => args.out,
+        AdminCommand::Pg(args) => args.out,
     };
     let format = out.format.or(global.format).unwrap_or(Format::Plain);
     match command {
@@ -145,6 +150,7 @@ async fn dispatch(command: AdminCommand, global: &GlobalArgs) -> Result<()> {
         AdminCommand::Mon(args) => status::mon(&Session::open(global, format)?, args).await,
         AdminCommand::Osd(args) => osd::run(&Session::open(global, format)?, args).await,
         AdminCommand::Bench(args) => bench::run(&Session::open(global, format)?, args).await,
+        AdminCommand::Pg(args) => pg::run(&Session::open(global, format)?, args).await,
     }
 }
 

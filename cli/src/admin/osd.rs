@@ -32,6 +32,8 @@ enum OsdCommand {
     Dump,
     /// OSD ids, one per line.
     Ls,
+    /// Per-OSD usage: size, used, available, PGs (asked from each OSD).
+    Df,
     /// Mark OSDs in (they receive data).
     In {
         /// OSD ids.
@@ -186,6 +188,7 @@ pub async fn run(session: &Session, args: OsdArgs) -> Result<()> {
     match args.command {
         OsdCommand::Tree => tree(session).await,
         OsdCommand::Dump => dump(session).await,
+        OsdCommand::Df => super::osd_df::run(session).await,
         OsdCommand::Ls => {
             let map = session.map().await?;
             let ids: Vec<OsdId> = map.osds().keys().copied().collect();
@@ -482,14 +485,6 @@ async fn osd_map(session: &Session, pool: &str, object: &str, namespace: &str) -
 }
 
 /// Refuses an explicit zero that the monitors would read as "use the default".
-fn nonzero(argument: &str, value: Option<u32>, why: &str) -> Result<u32> {
-    match value {
-        Some(0) => bail!("EINVAL: {argument} 0 is invalid: {why}"),
-        Some(value) => Ok(value),
-        None => Ok(0),
-    }
-}
-
 async fn pool(session: &Session, args: PoolArgs) -> Result<()> {
     match args.command {
         PoolCommand::Create {
@@ -499,13 +494,7 @@ async fn pool(session: &Session, args: PoolArgs) -> Result<()> {
             min_size,
             rule,
         } => {
-            let pg_num = nonzero("pg_num", pg_num, "a pool needs at least 1 placement group")?;
-            let size = nonzero("size", size, "a pool needs at least 1 replica")?;
-            let min_size = nonzero(
-                "min_size",
-                min_size,
-                "at least 1 replica must accept writes",
-            )?;
+            // Zeros go to the monitors, which refuse them naming the argument.
             session
                 .command(Kind::PoolCreate(PoolCreate {
                     name,

@@ -182,13 +182,15 @@ pub async fn client(addr: &str) -> MonitorClient<Channel> {
     MonitorClient::new(channel)
 }
 
+/// `pool create NAME PG_NUM` with size 3; a `pg_num` of 0 leaves it out (the monitor's
+/// default).
 pub fn pool_create(name: &str, pg_num: u32) -> Command {
     Command {
         kind: Some(Kind::PoolCreate(PoolCreate {
             name: name.to_owned(),
-            pg_num,
-            size: 3,
-            min_size: 0,
+            pg_num: (pg_num != 0).then_some(pg_num),
+            size: Some(3),
+            min_size: None,
             crush_rule: String::new(),
         })),
     }

@@ -47,6 +47,7 @@ mod error;
 pub mod keys;
 mod object;
 mod pglog;
+mod recovery;
 mod superblock;
 mod txn;
 mod types;
@@ -63,6 +64,7 @@ pub use config::StoreConfig;
 pub use error::{Result, StoreError};
 pub use keys::CHUNK_SIZE;
 pub use object::{ObjectDigest, ObjectPage, OmapPage};
+pub use recovery::ObjectState;
 pub use superblock::{Superblock, FORMAT_VERSION};
 pub use txn::{Transaction, WriteOp};
 pub use types::{Eversion, LogEntry, LogOp, ObjectId, ObjectInfo, PgInfo, PgStats, ReqId};
@@ -340,6 +342,19 @@ impl ObjectStore {
     /// failure during the sync leaves the batch applied but maybe not durable, and poisons
     /// the engine (see `kv::Error::Poisoned`).
     pub fn commit(&self, txn: Transaction) -> Result<Eversion> {
+        let version = self.apply(txn)?;
+        // Outside the PG lock, so the PG's next committers can write while this one syncs
+        // and share the following sync. A duplicate's original is covered too: its write
+        // returned before it released the lock we took.
+        self.engine.sync()?;
+        Ok(version)
+    }
+
+    /// [`ObjectStore::commit`] without the final sync: the transaction is applied (visible
+    /// to reads, ordered after every earlier apply to the PG) but not yet durable. The
+    /// caller must call [`ObjectStore::sync`] before it acknowledges the write. The OSD uses
+    /// this to order writes under its own PG lock and sync outside it (group commit).
+    pub fn apply(&self, txn: Transaction) -> Result<Eversion> {
         txn.validate(&self.config)?;
         let handle = self.handle(txn.pg())?;
         let oid = keys::object_key(txn.object());
@@ -350,11 +365,13 @@ impl ObjectStore {
             }
             self.apply_locked(&handle, &mut state, &txn, &oid)?
         };
-        // Outside the PG lock, so the PG's next committers can write while this one syncs
-        // and share the following sync. A duplicate's original is covered too: its write
-        // returned before it released the lock we took.
-        self.engine.sync()?;
         Ok(version)
+    }
+
+    /// Makes everything applied so far durable (shared with concurrent callers).
+    pub fn sync(&self) -> Result<()> {
+        self.engine.sync()?;
+        Ok(())
     }
 
     fn apply_locked(

@@ -1,0 +1,68 @@
+//! Connections to OSDs: one lazily connected tonic channel per OSD address, shared by every
+//! op to that OSD (HTTP/2 multiplexes them, so concurrent ops need no pool of their own).
+//! A channel that failed is dropped ([`OsdConns::forget`]) so the next op reconnects, and
+//! an OSD that restarts at a new address simply gets a new channel.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use proto::osd::osd_client::OsdClient;
+use tonic::transport::{Channel, Endpoint};
+
+use crate::error::RadosError;
+
+/// The channel cache.
+#[derive(Debug)]
+pub(crate) struct OsdConns {
+    connect_timeout: Duration,
+    channels: Mutex<HashMap<String, Channel>>,
+}
+
+impl OsdConns {
+    pub(crate) fn new(connect_timeout: Duration) -> Self {
+        OsdConns {
+            connect_timeout,
+            channels: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// A client for the OSD at `addr` (connecting on first use).
+    pub(crate) fn client(&self, osd: i32, addr: &str) -> Result<OsdClient<Channel>, RadosError> {
+        let mut channels = self
+            .channels
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let channel = match channels.get(addr) {
+            Some(channel) => channel.clone(),
+            None => {
+                let channel = Endpoint::from_shared(format!("http://{addr}"))
+                    .map_err(|error| RadosError::Transport {
+                        osd,
+                        reason: format!("bad address `{addr}`: {error}"),
+                    })?
+                    .connect_timeout(self.connect_timeout)
+                    .tcp_nodelay(true)
+                    // HTTP/2 keepalive notices a peer that vanished without closing the
+                    // connection (a killed host) while an op waits for its reply.
+                    .http2_keep_alive_interval(Duration::from_secs(5))
+                    .keep_alive_timeout(Duration::from_secs(10))
+                    .keep_alive_while_idle(false)
+                    .connect_lazy();
+                channels.insert(addr.to_owned(), channel.clone());
+                channel
+            }
+        };
+        Ok(OsdClient::new(channel)
+            .max_decoding_message_size(proto::MAX_MESSAGE_BYTES)
+            .max_encoding_message_size(proto::MAX_MESSAGE_BYTES))
+    }
+
+    /// Drops the channel to `addr` after a transport failure.
+    pub(crate) fn forget(&self, addr: &str) {
+        self.channels
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .remove(addr);
+    }
+}

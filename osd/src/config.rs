@@ -1,0 +1,212 @@
+//! [`OsdConfig`]: the OSD's own settings, the `[osd]` table of the cluster's TOML file
+//! (`shoal.conf`), documented field by field. Every key is optional; an unknown key is an
+//! error naming it. The monitors' addresses come from the same file, read by librados's
+//! `ClientConfig::load`. Command-line flags override the file (see `main.rs`).
+
+use std::path::Path;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+/// A configuration that cannot be used; names the file or the key.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        /// The file.
+        path: String,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// The file is not TOML, or the `[osd]` table has an unknown key or a wrong type.
+    #[error("config file {path}: {message}")]
+    Parse {
+        /// The file.
+        path: String,
+        /// The parser's message (it names the key).
+        message: String,
+    },
+    /// A value is out of range.
+    #[error("invalid config value osd.{field}: {reason}")]
+    Invalid {
+        /// The key.
+        field: &'static str,
+        /// Why.
+        reason: String,
+    },
+}
+
+/// The `[osd]` table. Timings are in milliseconds.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct OsdConfig {
+    /// Address the gRPC server binds (`ip:port`; port 0 picks a free one, written to
+    /// `DATA/osd.addr`). Default `127.0.0.1:0`.
+    pub listen: String,
+    /// Storage engine: `fjall` (default), `sled` or `memory`.
+    pub backend: String,
+    /// How often each peer sharing a PG is pinged (jittered by up to 20 %). Default 6000.
+    pub heartbeat_interval_ms: u64,
+    /// A peer silent this long is reported failed to the monitors. Default 20000.
+    pub heartbeat_grace_ms: u64,
+    /// How often a liveness beacon goes to the monitors; keep it well below the monitors'
+    /// report timeout. Default 5000.
+    pub beacon_interval_ms: u64,
+    /// How often the statistics of the PGs this OSD is primary for are reported (also soon
+    /// after a state change). Default 2000.
+    pub pg_stats_interval_ms: u64,
+    /// How long an op may wait for its PG to become writable (peering, fewer than
+    /// `min_size` acting OSDs) before it fails with BUSY. Default 30000.
+    pub op_timeout_ms: u64,
+    /// Largest object, in bytes. Default 128 MiB.
+    pub max_object_size: u64,
+    /// Bytes of the engine's block cache. Default 64 MiB.
+    pub cache_bytes: u64,
+    /// fjall: bytes one PG's memtable may hold before it is flushed. Every PG has its own
+    /// keyspace, and written object data waits in the memtable until the flush, so the
+    /// worst case is this times the PGs held: 2 MiB keeps 64 PGs within 128 MiB.
+    /// Default 2 MiB.
+    pub memtable_bytes: u64,
+}
+
+impl Default for OsdConfig {
+    fn default() -> Self {
+        OsdConfig {
+            listen: "127.0.0.1:0".to_owned(),
+            backend: "fjall".to_owned(),
+            heartbeat_interval_ms: 6_000,
+            heartbeat_grace_ms: 20_000,
+            beacon_interval_ms: 5_000,
+            pg_stats_interval_ms: 2_000,
+            op_timeout_ms: 30_000,
+            max_object_size: 128 << 20,
+            cache_bytes: 64 << 20,
+            memtable_bytes: 2 << 20,
+        }
+    }
+}
+
+#[derive(Deserialize, Default)]
+struct FileSections {
+    #[serde(default)]
+    osd: Option<toml::Value>,
+}
+
+impl OsdConfig {
+    /// Reads the `[osd]` table of `path` (defaults when the table is absent).
+    pub fn from_file(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.display().to_string(),
+            source,
+        })?;
+        Self::parse(&text).map_err(|error| match error {
+            ConfigError::Parse { message, .. } => ConfigError::Parse {
+                path: path.display().to_string(),
+                message,
+            },
+            other => other,
+        })
+    }
+
+    /// Parses the `[osd]` table of a config text.
+    pub fn parse(text: &str) -> Result<Self, ConfigError> {
+        let parse_error = |message: String| ConfigError::Parse {
+            path: String::new(),
+            message,
+        };
+        let sections: FileSections =
+            toml::from_str(text).map_err(|error| parse_error(error.to_string()))?;
+        let config = match sections.osd {
+            None => OsdConfig::default(),
+            Some(table) => OsdConfig::deserialize(table)
+                .map_err(|error| parse_error(format!("[osd]: {error}")))?,
+        };
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks every value; the error names the first bad key.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let bad = |field, reason: &str| {
+            Err(ConfigError::Invalid {
+                field,
+                reason: reason.to_owned(),
+            })
+        };
+        if self.listen.parse::<std::net::SocketAddr>().is_err() {
+            return bad("listen", "must be an ip:port address");
+        }
+        if self.backend.parse::<kv::Backend>().is_err() {
+            return bad("backend", "must be fjall, sled or memory");
+        }
+        for (field, value) in [
+            ("heartbeat_interval_ms", self.heartbeat_interval_ms),
+            ("heartbeat_grace_ms", self.heartbeat_grace_ms),
+            ("beacon_interval_ms", self.beacon_interval_ms),
+            ("pg_stats_interval_ms", self.pg_stats_interval_ms),
+            ("op_timeout_ms", self.op_timeout_ms),
+            ("max_object_size", self.max_object_size),
+            ("memtable_bytes", self.memtable_bytes),
+        ] {
+            if value == 0 {
+                return bad(field, "must be > 0");
+            }
+        }
+        if self.heartbeat_grace_ms <= self.heartbeat_interval_ms {
+            return bad(
+                "heartbeat_grace_ms",
+                "must be longer than heartbeat_interval_ms",
+            );
+        }
+        Ok(())
+    }
+
+    /// The storage backend.
+    pub fn backend(&self) -> kv::Backend {
+        self.backend.parse().unwrap_or_default()
+    }
+
+    /// `heartbeat_interval_ms` as a duration.
+    pub fn heartbeat_interval(&self) -> Duration {
+        Duration::from_millis(self.heartbeat_interval_ms)
+    }
+
+    /// `heartbeat_grace_ms` as a duration.
+    pub fn heartbeat_grace(&self) -> Duration {
+        Duration::from_millis(self.heartbeat_grace_ms)
+    }
+
+    /// `beacon_interval_ms` as a duration.
+    pub fn beacon_interval(&self) -> Duration {
+        Duration::from_millis(self.beacon_interval_ms)
+    }
+
+    /// `pg_stats_interval_ms` as a duration.
+    pub fn pg_stats_interval(&self) -> Duration {
+        Duration::from_millis(self.pg_stats_interval_ms)
+    }
+
+    /// `op_timeout_ms` as a duration.
+    pub fn op_timeout(&self) -> Duration {
+        Duration::from_millis(self.op_timeout_ms)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_subsets_and_unknown_keys() {
+        let config = OsdConfig::parse("[client]\nmon_host = \"127.0.0.1:1\"\n").unwrap();
+        assert_eq!(config, OsdConfig::default());
+        let config = OsdConfig::parse("[osd]\nheartbeat_interval_ms = 100\n").unwrap();
+        assert_eq!(config.heartbeat_interval_ms, 100);
+        assert_eq!(config.op_timeout_ms, 30_000);
+        let error = OsdConfig::parse("[osd]\nno_such_key = 1\n").unwrap_err();
+        assert!(error.to_string().contains("no_such_key"), "{error}");
+        let error = OsdConfig::parse("[osd]\nbackend = \"tape\"\n").unwrap_err();
+        assert!(error.to_string().contains("osd.backend"), "{error}");
+    }
+}

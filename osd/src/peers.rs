@@ -1,0 +1,64 @@
+//! [`Peers`]: one reused gRPC channel per peer OSD, found by the address the map gives
+//! it. A channel is replaced when the map gives the OSD a new address (it restarted), so
+//! connections are opened once per peer life, not per message. HTTP/2 windows are made
+//! large enough for whole 4 MiB objects to stream without stalls.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use clustermap::{ClusterMap, OsdId};
+use proto::osd::osd_client::OsdClient;
+use tonic::transport::{Channel, Endpoint};
+
+/// Per-stream and per-connection HTTP/2 flow-control windows.
+pub const STREAM_WINDOW: u32 = 8 << 20;
+/// See [`STREAM_WINDOW`].
+pub const CONNECTION_WINDOW: u32 = 64 << 20;
+
+/// The channel cache.
+#[derive(Default)]
+pub struct Peers {
+    channels: Mutex<HashMap<OsdId, (String, Channel)>>,
+}
+
+/// A client of the OSD service on `channel`, with the message limits set.
+pub fn osd_client(channel: Channel) -> OsdClient<Channel> {
+    OsdClient::new(channel)
+        .max_decoding_message_size(proto::MAX_MESSAGE_BYTES)
+        .max_encoding_message_size(proto::MAX_MESSAGE_BYTES)
+}
+
+/// A lazily connecting channel to `addr`.
+pub fn channel_to(addr: &str) -> Option<Channel> {
+    Endpoint::from_shared(format!("http://{addr}"))
+        .ok()
+        .map(|endpoint| {
+            endpoint
+                .connect_timeout(Duration::from_secs(1))
+                .tcp_nodelay(true)
+                .initial_stream_window_size(STREAM_WINDOW)
+                .initial_connection_window_size(CONNECTION_WINDOW)
+                .http2_keep_alive_interval(Duration::from_secs(10))
+                .connect_lazy()
+        })
+}
+
+impl Peers {
+    /// A client of `osd` at the address `map` gives it; `None` when the map has none.
+    pub fn client(&self, map: &ClusterMap, osd: OsdId) -> Option<OsdClient<Channel>> {
+        let addr = map.osd(osd)?.address.clone()?;
+        let mut channels = self
+            .channels
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some((known, channel)) = channels.get(&osd) {
+            if *known == addr {
+                return Some(osd_client(channel.clone()));
+            }
+        }
+        let channel = channel_to(&addr)?;
+        channels.insert(osd, (addr, channel.clone()));
+        Some(osd_client(channel))
+    }
+}

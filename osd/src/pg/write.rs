@@ -1,0 +1,343 @@
+//! Writes. The primary, for one client op: waits until the PG is active, takes the
+//! object's place in the op order, answers a resent request (its reqid is in the PG log)
+//! with the original version, else assigns the next version `(epoch, head + 1)` and applies
+//! the op to its store under the PG's head lock (no fsync there), then in parallel syncs
+//! locally and sends `Replicate` to every other acting OSD; it replies once all are
+//! durable. A replica applies a `Replicate` at exactly the given version once its head
+//! equals the given prior version (writes may arrive a little out of order; they wait for
+//! their predecessor), then syncs and answers.
+//!
+//! When replication cannot finish (a replica died, the acting set changed, a replica
+//! missed writes), the op waits for the next activation: peering copies the primary's
+//! state (which includes the write) to every acting OSD, so if this OSD is still primary
+//! and its log still holds the request, the write is acknowledged then.
+
+use std::sync::Arc;
+use std::time::{Instant, SystemTime};
+
+use proto::osd::{OpErrorKind, ReplicateReply, ReplicateRequest, ReplicateStatus, SubOp};
+use tokio::task::JoinSet;
+
+use super::{lock, Pg, Role};
+use crate::node::Node;
+use crate::store::{Eversion, ObjectId, ReqId, StoreError, Transaction, WriteOp};
+use crate::wire::{self, OpFailure};
+
+/// How long a replicated write waits for its predecessor before the replica answers
+/// OUT_OF_ORDER (and the primary re-peers it).
+const PREDECESSOR_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Why one replica did not confirm a write.
+enum ReplicaFailure {
+    /// The interval changed (or a re-peer was forced) while replicating.
+    Interval,
+    /// The op's deadline passed.
+    Deadline,
+}
+
+impl Pg {
+    /// Runs a client write as primary; returns the version it was committed at.
+    pub async fn primary_write(
+        self: &Arc<Self>,
+        node: &Arc<Node>,
+        object: ObjectId,
+        reqid: ReqId,
+        wire_ops: Vec<SubOp>,
+        ops: Vec<WriteOp>,
+        deadline: Instant,
+    ) -> Result<Eversion, OpFailure> {
+        self.wait_active(deadline).await?;
+        let _order = self.lock_object(&object).await;
+        let view = self.wait_active(deadline).await?;
+        if let Some(version) = self.store_lookup(node, reqid)? {
+            tracing::debug!(pg = %self.id, %reqid, %version, "resent write; answering the original version");
+            return Ok(version);
+        }
+        let interval = view.interval;
+        let epoch = node.epoch().max(view.epoch);
+        let mtime = SystemTime::now();
+        // Apply under the head lock (ordered, not synced), off the async threads.
+        let pg = Arc::clone(self);
+        let store = Arc::clone(&node.store);
+        let pgid = self.id;
+        let target = object.clone();
+        self.inflight(1);
+        let applied = tokio::task::spawn_blocking(move || {
+            let mut head = lock(&pg.head);
+            let version = Eversion::new(epoch.max(head.epoch), head.version + 1);
+            let mut txn = Transaction::new(pgid, target, version.epoch);
+            txn.at_version(version).reqid(reqid).mtime(mtime);
+            for op in ops {
+                txn.push(op);
+            }
+            let prior = *head;
+            let committed = store.apply(txn)?;
+            // The store answers a request it already holds with the original version
+            // and applies nothing.
+            let fresh = committed == version;
+            if fresh {
+                *head = version;
+                pg.head_watch.send_replace(version);
+            }
+            Ok::<_, StoreError>((committed, prior, fresh))
+        })
+        .await;
+        let (version, prior) = match applied {
+            Ok(Ok((committed, _, false))) => {
+                self.inflight(-1);
+                return Ok(committed);
+            }
+            Ok(Ok((committed, prior, true))) => (committed, prior),
+            Ok(Err(error)) => {
+                self.inflight(-1);
+                return Err(error.into());
+            }
+            Err(join) => {
+                self.inflight(-1);
+                return Err(OpFailure::new(OpErrorKind::Internal, join.to_string()));
+            }
+        };
+        let request = ReplicateRequest {
+            epoch: u64::from(epoch),
+            from_osd: node.id,
+            pg: Some(wire::pg_to_wire(self.id)),
+            object: Some(wire::object_to_wire(&object)),
+            reqid: Some(proto::osd::ReqId {
+                client: reqid.client,
+                tid: reqid.tid,
+            }),
+            version: Some(wire::ev_to_wire(version)),
+            mtime_ns: wire::time_to_nanos(mtime),
+            ops: wire_ops,
+            prior_version: Some(wire::ev_to_wire(prior)),
+        };
+        let mut tasks = JoinSet::new();
+        let store = Arc::clone(&node.store);
+        tasks.spawn(async move {
+            match tokio::task::spawn_blocking(move || store.sync()).await {
+                Ok(Ok(())) => Ok(()),
+                Ok(Err(error)) => Err(Some(format!("local sync failed: {error}"))),
+                Err(join) => Err(Some(join.to_string())),
+            }
+        });
+        for peer in view.acting.iter().copied().filter(|osd| *osd != node.id) {
+            let pg = Arc::clone(self);
+            let node = Arc::clone(node);
+            let request = request.clone();
+            tasks.spawn(async move {
+                pg.replicate_to(&node, peer, request, interval, deadline)
+                    .await
+                    .map_err(|_| None)
+            });
+        }
+        let mut failure: Option<Option<String>> = None;
+        while let Some(done) = tasks.join_next().await {
+            match done {
+                Ok(Ok(())) => {}
+                Ok(Err(reason)) => failure = Some(reason),
+                Err(join) => failure = Some(Some(join.to_string())),
+            }
+        }
+        self.inflight(-1);
+        match failure {
+            None => Ok(version),
+            Some(Some(local)) => Err(OpFailure::new(OpErrorKind::Internal, local)),
+            Some(None) => {
+                self.settle_after_repeer(node, reqid, version, deadline)
+                    .await
+            }
+        }
+    }
+
+    fn store_lookup(&self, node: &Node, reqid: ReqId) -> Result<Option<Eversion>, OpFailure> {
+        node.store
+            .lookup_reqid(self.id, reqid)
+            .map_err(OpFailure::from)
+    }
+
+    /// After replication failed: waits for the PG to be active again; the write counts
+    /// if this OSD is still the primary and its log holds the request.
+    async fn settle_after_repeer(
+        &self,
+        node: &Arc<Node>,
+        reqid: ReqId,
+        version: Eversion,
+        deadline: Instant,
+    ) -> Result<Eversion, OpFailure> {
+        tracing::info!(pg = %self.id, %reqid, %version, "replication incomplete; waiting for re-peering");
+        self.wait_active(deadline).await?;
+        match self.store_lookup(node, reqid)? {
+            Some(found) => Ok(found),
+            None => Err(OpFailure::busy(format!(
+                "pg {} changed while the write was replicated; resend it",
+                self.id
+            ))),
+        }
+    }
+
+    /// Sends one write to one replica until it is durable there, the interval changes
+    /// or the deadline passes.
+    async fn replicate_to(
+        self: &Arc<Self>,
+        node: &Arc<Node>,
+        peer: i32,
+        mut request: ReplicateRequest,
+        interval: u64,
+        deadline: Instant,
+    ) -> Result<(), ReplicaFailure> {
+        let mut attempt = 0u32;
+        loop {
+            if self.interval() != interval {
+                return Err(ReplicaFailure::Interval);
+            }
+            if Instant::now() >= deadline {
+                super::peering::repeer(
+                    node,
+                    self,
+                    &format!("osd.{peer} did not confirm a write in time"),
+                );
+                return Err(ReplicaFailure::Deadline);
+            }
+            attempt += 1;
+            let map = node.map();
+            let client = map.as_ref().and_then(|map| node.peers.client(map, peer));
+            let reply = match client {
+                Some(mut client) => {
+                    let call = client.replicate(request.clone());
+                    match tokio::time::timeout_at(deadline.into(), call).await {
+                        Ok(Ok(reply)) => Some(reply.into_inner()),
+                        Ok(Err(status)) => {
+                            tracing::debug!(pg = %self.id, peer, %status, attempt, "replicate failed");
+                            None
+                        }
+                        Err(_) => None,
+                    }
+                }
+                None => None,
+            };
+            let Some(reply) = reply else {
+                // The peer is unreachable: retry until heartbeats get it marked down
+                // (which changes the interval) or the deadline.
+                let pause = std::time::Duration::from_millis(20 * u64::from(attempt.min(10)));
+                let interval_changed =
+                    self.wait_until(Instant::now() + pause, |view| view.interval != interval);
+                interval_changed.await;
+                continue;
+            };
+            match ReplicateStatus::try_from(reply.status) {
+                Ok(ReplicateStatus::Replicated) => return Ok(()),
+                Ok(ReplicateStatus::SenderStale) | Ok(ReplicateStatus::NotMember) => {
+                    let epoch = u32::try_from(reply.epoch).unwrap_or(u32::MAX);
+                    node.catch_up(epoch, node.config.op_timeout()).await;
+                    request.epoch = u64::from(node.epoch());
+                }
+                Ok(ReplicateStatus::OutOfOrder) | Ok(ReplicateStatus::Failed) | Err(_) => {
+                    tracing::warn!(
+                        pg = %self.id,
+                        peer,
+                        status = reply.status,
+                        message = reply.message,
+                        "replica refused a write"
+                    );
+                    super::peering::repeer(
+                        node,
+                        self,
+                        &format!("osd.{peer} refused a write: {}", reply.message),
+                    );
+                    return Err(ReplicaFailure::Interval);
+                }
+            }
+        }
+    }
+
+    /// Applies a primary's write as a replica (the caller checked epochs and membership).
+    pub async fn replica_apply(
+        self: &Arc<Self>,
+        node: &Arc<Node>,
+        request: ReplicateRequest,
+        deadline: Instant,
+    ) -> ReplicateReply {
+        let epoch = u64::from(node.epoch());
+        let reply = |status: ReplicateStatus, message: String, head: Eversion| ReplicateReply {
+            epoch,
+            status: status as i32,
+            message,
+            last_update: Some(wire::ev_to_wire(head)),
+        };
+        let version = wire::ev_from_wire(request.version.as_ref());
+        let prior = wire::ev_from_wire(request.prior_version.as_ref());
+        let Some(reqid) = wire::reqid_from_wire(request.reqid.as_ref()) else {
+            return reply(ReplicateStatus::Failed, "no reqid".into(), self.head());
+        };
+        let ops = match wire::parse_ops(&request.ops, node.config.max_object_size) {
+            Ok(wire::ParsedOp::Write(ops)) => ops,
+            Ok(wire::ParsedOp::Read(_)) => {
+                return reply(
+                    ReplicateStatus::Failed,
+                    "reads cannot be replicated".into(),
+                    self.head(),
+                )
+            }
+            Err(failure) => return reply(ReplicateStatus::Failed, failure.message, self.head()),
+        };
+        // A write may overtake its predecessor on the way: wait for it (bounded).
+        let mut heads = self.head_watch.subscribe();
+        let wait = deadline.min(Instant::now() + PREDECESSOR_WAIT);
+        let _ = tokio::time::timeout_at(wait.into(), heads.wait_for(|head| *head >= prior)).await;
+        let object = wire::object_from_wire(request.object.as_ref());
+        let mtime = wire::nanos_to_time(request.mtime_ns);
+        let pg = Arc::clone(self);
+        let store = Arc::clone(&node.store);
+        let pgid = self.id;
+        let applied = tokio::task::spawn_blocking(move || {
+            let mut head = lock(&pg.head);
+            if *head != prior {
+                // Already applied (a resend), or writes are missing.
+                return match store.lookup_reqid(pgid, reqid) {
+                    Ok(Some(found)) => Ok(Ok(found)),
+                    Ok(None) => Ok(Err(*head)),
+                    Err(error) => Err(error),
+                };
+            }
+            let mut txn = Transaction::new(pgid, object, version.epoch);
+            txn.at_version(version).reqid(reqid).mtime(mtime);
+            for op in ops {
+                txn.push(op);
+            }
+            let committed = store.apply(txn)?;
+            if committed == version {
+                *head = version;
+                pg.head_watch.send_replace(version);
+            }
+            Ok(Ok(committed))
+        })
+        .await;
+        match applied {
+            Ok(Ok(Ok(_))) => {}
+            Ok(Ok(Err(head))) => {
+                return reply(
+                    ReplicateStatus::OutOfOrder,
+                    format!("log head is {head}, the write follows {prior}"),
+                    head,
+                )
+            }
+            Ok(Err(error)) => {
+                tracing::error!(pg = %self.id, %version, %error, "replicated write failed");
+                return reply(ReplicateStatus::Failed, error.to_string(), self.head());
+            }
+            Err(join) => return reply(ReplicateStatus::Failed, join.to_string(), self.head()),
+        }
+        let store = Arc::clone(&node.store);
+        match tokio::task::spawn_blocking(move || store.sync()).await {
+            Ok(Ok(())) => reply(ReplicateStatus::Replicated, String::new(), self.head()),
+            Ok(Err(error)) => reply(ReplicateStatus::Failed, error.to_string(), self.head()),
+            Err(join) => reply(ReplicateStatus::Failed, join.to_string(), self.head()),
+        }
+    }
+
+    /// Whether `from` is our PG's primary and we are an acting member in our view.
+    pub fn accepts_from(&self, from: i32, me: i32) -> bool {
+        let view = self.view();
+        view.primary == from && view.acting.contains(&me) && view.role == Role::Replica
+    }
+}
