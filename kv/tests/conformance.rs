@@ -38,12 +38,27 @@ impl Harness {
     }
 
     /// Closes the engine (every handle must be gone) and opens the directory again.
+    ///
+    /// sled releases its directory lock only when its background flusher thread has also
+    /// let go of the database, a moment after the last handle is dropped, so the reopen is
+    /// retried until it succeeds or a deadline passes.
     fn reopen(&mut self) {
         let engine = self.engine.take().expect("engine is open");
         assert_eq!(Arc::strong_count(&engine), 1, "a test kept a handle");
         drop(engine);
-        self.engine =
-            Some(kv::open(self.backend, self.dir.path(), &Options::default()).expect("reopen"));
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            match kv::open(self.backend, self.dir.path(), &Options::default()) {
+                Ok(engine) => {
+                    self.engine = Some(engine);
+                    return;
+                }
+                Err(_) if std::time::Instant::now() < deadline => {
+                    std::thread::sleep(std::time::Duration::from_millis(10));
+                }
+                Err(error) => panic!("reopen: {error:?}"),
+            }
+        }
     }
 
     fn put(&self, keyspace: &str, key: &[u8], value: &[u8]) {
