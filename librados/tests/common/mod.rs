@@ -475,7 +475,17 @@ impl FakeOsd {
                             .collect(),
                     }))
                 }
-                Sub::Zero(_) => unimplemented!("zero"),
+                Sub::Zero(z) => {
+                    // As the OSD: zeros inside the object, the size unchanged, nothing on a
+                    // missing object.
+                    if let Some(o) = obj.as_mut() {
+                        let len = o.data.len() as u64;
+                        let start = z.offset.min(len) as usize;
+                        let end = z.offset.saturating_add(z.length).min(len) as usize;
+                        o.data[start..end].fill(0);
+                    }
+                    None
+                }
             };
             results.push(SubOpResult { result });
         }
