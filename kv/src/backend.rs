@@ -83,6 +83,11 @@ pub struct Options {
     /// per keyspace, with no overall cap in fjall 3.1) would let an OSD with many PGs grow
     /// far past its memory budget. Default 8 MiB.
     pub fjall_memtable_bytes: u64,
+    /// fjall only: bytes all keyspaces' active memtables may hold together; past it the
+    /// largest one is flushed (what RocksDB's write buffer manager does; fjall 3.1 does
+    /// not enforce its own). This bounds memory with many keyspaces without making every
+    /// memtable small. Default 64 MiB.
+    pub fjall_write_buffer_bytes: u64,
 }
 
 impl Default for Options {
@@ -91,6 +96,7 @@ impl Default for Options {
             cache_bytes: 64 << 20,
             fjall_blob_threshold: Some(16 << 10),
             fjall_memtable_bytes: 8 << 20,
+            fjall_write_buffer_bytes: 64 << 20,
         }
     }
 }

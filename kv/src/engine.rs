@@ -40,6 +40,12 @@ pub trait Engine: Send + Sync + fmt::Debug {
     /// in descending order (for instance the last Raft log index).
     fn scan(&self, keyspace: &str, range: KeyRange) -> Result<Scan>;
 
+    /// Calls `visit` with each entry of `keyspace` inside `range`, in ascending key order,
+    /// until it returns `false`. Unlike [`Engine::scan`], the backend may lend its own
+    /// buffers instead of copying every key and value (fjall does), which matters for
+    /// reading large values.
+    fn visit(&self, keyspace: &str, range: KeyRange, visit: Visitor<'_>) -> Result<()>;
+
     /// Applies every operation of `batch` atomically. An invalid batch is refused whole.
     fn write(&self, batch: WriteBatch) -> Result<()>;
 
@@ -60,6 +66,9 @@ pub trait Engine: Send + Sync + fmt::Debug {
     /// backend counts its free rounds the same way.
     fn syncs_performed(&self) -> u64;
 }
+
+/// What [`Engine::visit`] calls with each key and value; `false` stops the walk.
+pub type Visitor<'a> = &'a mut dyn FnMut(&[u8], &[u8]) -> bool;
 
 /// A double-ended iterator over scanned entries; each item may carry a storage error.
 pub struct Scan {
@@ -108,6 +117,16 @@ pub(crate) trait Store: Send + Sync + fmt::Debug + 'static {
     fn get(&self, keyspace: &str, key: &[u8]) -> Result<Option<Vec<u8>>>;
     /// Ordered scan over a normalized (certainly well-formed) range.
     fn scan(&self, keyspace: &str, range: KeyRange) -> Result<Scan>;
+    /// Ordered walk over a normalized range; by default over a copying [`Store::scan`].
+    fn visit(&self, keyspace: &str, range: KeyRange, visit: Visitor<'_>) -> Result<()> {
+        for entry in self.scan(keyspace, range)? {
+            let (key, value) = entry?;
+            if !visit(&key, &value) {
+                break;
+            }
+        }
+        Ok(())
+    }
     /// The stored keys inside a normalized range (for range deletes).
     fn keys_in(&self, keyspace: &str, range: &KeyRange) -> Result<Vec<Vec<u8>>> {
         self.scan(keyspace, range.clone())?
@@ -172,6 +191,15 @@ impl<S: Store> Engine for StoreEngine<S> {
         match range.normalized() {
             Some(range) => self.store.scan(keyspace, range),
             None => Ok(Scan::empty()),
+        }
+    }
+
+    fn visit(&self, keyspace: &str, range: KeyRange, visit: Visitor<'_>) -> Result<()> {
+        validate_keyspace(keyspace)?;
+        range.validate()?;
+        match range.normalized() {
+            Some(range) => self.store.visit(keyspace, range, visit),
+            None => Ok(()),
         }
     }
 

@@ -161,6 +161,48 @@ fn scan_is_ordered_both_ways(backend: Backend) {
     }
 }
 
+fn visit_agrees_with_scan_and_stops_when_told(backend: Backend) {
+    let h = Harness::new(backend);
+    let mut batch = WriteBatch::new();
+    for i in 0..200u32 {
+        // Large values too, which fjall keeps in blob files.
+        let value = vec![i as u8; if i % 10 == 0 { 40 << 10 } else { 8 }];
+        batch.put("ks", key(i), value);
+    }
+    batch.put("other", key(5), b"not this keyspace".to_vec());
+    h.engine().write(batch).unwrap();
+    let range = KeyRange::new(Bound::Included(key(20)), Bound::Excluded(key(150)));
+    let mut visited = Vec::new();
+    h.engine()
+        .visit("ks", range.clone(), &mut |k, v| {
+            visited.push((k.to_vec(), v.to_vec()));
+            true
+        })
+        .unwrap();
+    assert_eq!(visited, h.scan("ks", range.clone()));
+    assert_eq!(visited.len(), 130);
+    let mut seen = 0;
+    h.engine()
+        .visit("ks", range, &mut |_, _| {
+            seen += 1;
+            seen < 7
+        })
+        .unwrap();
+    assert_eq!(seen, 7, "false stops the walk");
+    let mut none = 0;
+    h.engine()
+        .visit("missing", KeyRange::all(), &mut |_, _| {
+            none += 1;
+            true
+        })
+        .unwrap();
+    assert_eq!(none, 0);
+    assert!(h
+        .engine()
+        .visit("", KeyRange::all(), &mut |_, _| true)
+        .is_err());
+}
+
 fn both_ends_meet_without_repeats(backend: Backend) {
     let h = Harness::new(backend);
     let mut batch = WriteBatch::new();
@@ -618,6 +660,10 @@ macro_rules! conformance_tests {
         #[test]
         fn scan_is_ordered_both_ways() {
             super::scan_is_ordered_both_ways($backend)
+        }
+        #[test]
+        fn visit_agrees_with_scan_and_stops_when_told() {
+            super::visit_agrees_with_scan_and_stops_when_told($backend)
         }
         #[test]
         fn both_ends_meet_without_repeats() {
