@@ -43,6 +43,9 @@ impl OsdConns {
                     })?
                     .connect_timeout(self.connect_timeout)
                     .tcp_nodelay(true)
+                    .initial_stream_window_size(proto::OSD_STREAM_WINDOW)
+                    .initial_connection_window_size(proto::OSD_CONNECTION_WINDOW)
+                    .max_frame_size(proto::OSD_MAX_FRAME_BYTES)
                     // HTTP/2 keepalive notices a peer that vanished without closing the
                     // connection (a killed host) while an op waits for its reply.
                     .http2_keep_alive_interval(Duration::from_secs(5))

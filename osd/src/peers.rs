@@ -11,11 +11,6 @@ use clustermap::{ClusterMap, OsdId};
 use proto::osd::osd_client::OsdClient;
 use tonic::transport::{Channel, Endpoint};
 
-/// Per-stream and per-connection HTTP/2 flow-control windows.
-pub const STREAM_WINDOW: u32 = 8 << 20;
-/// See [`STREAM_WINDOW`].
-pub const CONNECTION_WINDOW: u32 = 64 << 20;
-
 /// The channel cache.
 #[derive(Default)]
 pub struct Peers {
@@ -37,8 +32,9 @@ pub fn channel_to(addr: &str) -> Option<Channel> {
             endpoint
                 .connect_timeout(Duration::from_secs(1))
                 .tcp_nodelay(true)
-                .initial_stream_window_size(STREAM_WINDOW)
-                .initial_connection_window_size(CONNECTION_WINDOW)
+                .initial_stream_window_size(proto::OSD_STREAM_WINDOW)
+                .initial_connection_window_size(proto::OSD_CONNECTION_WINDOW)
+                .max_frame_size(proto::OSD_MAX_FRAME_BYTES)
                 .http2_keep_alive_interval(Duration::from_secs(10))
                 .connect_lazy()
         })

@@ -29,3 +29,15 @@ pub mod osd {
 /// maximum object size, 128 MiB, plus framing). Servers and clients of the OSD service set
 /// both their encoding and decoding limits to it.
 pub const MAX_MESSAGE_BYTES: usize = 136 << 20;
+
+/// HTTP/2 per-stream flow-control window that every OSD-service endpoint (client or server)
+/// grants: a whole 4 MiB object streams without waiting for WINDOW_UPDATEs. With h2's
+/// default of 64 KiB a reader stalls for a round trip every 64 KiB.
+pub const OSD_STREAM_WINDOW: u32 = 8 << 20;
+/// The per-connection window that goes with [`OSD_STREAM_WINDOW`]. It is also how much
+/// unread data one connection can park in the receiver's memory, so it stays small: an
+/// OSD has a connection from each client and each peer.
+pub const OSD_CONNECTION_WINDOW: u32 = 16 << 20;
+/// The largest HTTP/2 frame an OSD-service endpoint accepts: 4 MiB moves in 16 frames
+/// instead of h2's default 256 frames of 16 KiB, each with its own header and wake-up.
+pub const OSD_MAX_FRAME_BYTES: u32 = 256 << 10;
