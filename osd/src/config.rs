@@ -63,11 +63,12 @@ pub struct OsdConfig {
     pub max_object_size: u64,
     /// Bytes of the engine's block cache. Default 64 MiB.
     pub cache_bytes: u64,
-    /// fjall: bytes one PG's memtable may hold before it is flushed. Every PG has its own
-    /// keyspace, and written object data waits in the memtable until the flush, so the
-    /// worst case is this times the PGs held: 2 MiB keeps 64 PGs within 128 MiB.
-    /// Default 2 MiB.
+    /// fjall: bytes one PG's memtable may hold before it is flushed. Default 8 MiB.
     pub memtable_bytes: u64,
+    /// fjall: bytes all PGs' memtables may hold together (written data waits there until
+    /// its flush); past it the largest is flushed early. With `cache_bytes` this is the
+    /// OSD's memory budget for data. Default 32 MiB.
+    pub write_buffer_bytes: u64,
 }
 
 impl Default for OsdConfig {
@@ -82,7 +83,8 @@ impl Default for OsdConfig {
             op_timeout_ms: 30_000,
             max_object_size: 128 << 20,
             cache_bytes: 64 << 20,
-            memtable_bytes: 2 << 20,
+            memtable_bytes: 8 << 20,
+            write_buffer_bytes: 32 << 20,
         }
     }
 }
@@ -148,6 +150,7 @@ impl OsdConfig {
             ("op_timeout_ms", self.op_timeout_ms),
             ("max_object_size", self.max_object_size),
             ("memtable_bytes", self.memtable_bytes),
+            ("write_buffer_bytes", self.write_buffer_bytes),
         ] {
             if value == 0 {
                 return bad(field, "must be > 0");

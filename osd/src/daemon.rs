@@ -20,10 +20,10 @@ use tokio::net::TcpListener;
 
 use crate::config::OsdConfig;
 use crate::node::Node;
-use crate::peers::{CONNECTION_WINDOW, STREAM_WINDOW};
 use crate::reporter::MonReport;
 use crate::server::OsdService;
 use crate::store::{ObjectStore, StoreConfig, StoreError};
+use crate::syncer::Syncer;
 
 /// The file holding the bound address.
 pub const ADDR_FILE: &str = "osd.addr";
@@ -93,6 +93,7 @@ fn open_store(config: &OsdConfig, data_dir: &Path) -> anyhow::Result<ObjectStore
     let options = kv::Options {
         cache_bytes: config.cache_bytes,
         fjall_memtable_bytes: config.memtable_bytes,
+        fjall_write_buffer_bytes: config.write_buffer_bytes,
         ..kv::Options::default()
     };
     let path = data_dir.join("store");
@@ -185,6 +186,7 @@ pub async fn run(options: Options, shutdown: impl Future<Output = ()>) -> anyhow
         config.clone(),
         data_dir,
         Arc::clone(&store),
+        Syncer::start(Arc::clone(&store)).context("starting the sync thread")?,
         mon.clone(),
     )?;
     let service = OsdServer::new(OsdService::new(Arc::clone(&node)))
@@ -193,8 +195,9 @@ pub async fn run(options: Options, shutdown: impl Future<Output = ()>) -> anyhow
     let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
     let server = tokio::spawn(
         tonic::transport::Server::builder()
-            .initial_stream_window_size(STREAM_WINDOW)
-            .initial_connection_window_size(CONNECTION_WINDOW)
+            .initial_stream_window_size(proto::OSD_STREAM_WINDOW)
+            .initial_connection_window_size(proto::OSD_CONNECTION_WINDOW)
+            .max_frame_size(proto::OSD_MAX_FRAME_BYTES)
             .add_service(service)
             .serve_with_incoming_shutdown(accept_with_nodelay(listener), async move {
                 let _ = stop_rx.wait_for(|stop| *stop).await;

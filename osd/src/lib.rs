@@ -3,6 +3,7 @@
 //!
 //! * [`store`]: the object store (objects, chunks and checksums, xattrs, omap, the PG log
 //!   and PG info, atomic transactions, group-committed durability, recovery installs);
+//! * [`syncer`]: the thread that makes applied writes durable for async callers;
 //! * [`config`]: the `[osd]` table of the cluster config;
 //! * [`daemon`]: startup (store, identity, listen, boot), the tasks, clean shutdown;
 //! * [`node`]: the state the tasks share and map application;
@@ -29,4 +30,5 @@ pub mod reporter;
 pub mod server;
 pub mod status;
 pub mod store;
+pub mod syncer;
 pub mod wire;

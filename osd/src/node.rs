@@ -17,6 +17,7 @@ use crate::config::OsdConfig;
 use crate::peers::Peers;
 use crate::pg::{Pg, Role};
 use crate::store::{ObjectStore, StoreError};
+use crate::syncer::Syncer;
 
 /// The shared state of a running OSD.
 pub struct Node {
@@ -30,6 +31,8 @@ pub struct Node {
     pub data_dir: PathBuf,
     /// The object store.
     pub store: Arc<ObjectStore>,
+    /// Makes applied writes durable (group commit on one thread).
+    pub syncer: Syncer,
     /// Channels to peers.
     pub peers: Peers,
     /// The monitors.
@@ -50,6 +53,7 @@ impl Node {
         config: OsdConfig,
         data_dir: PathBuf,
         store: Arc<ObjectStore>,
+        syncer: Syncer,
         mon: MonClient,
     ) -> Result<Arc<Node>, StoreError> {
         let mut pgs = HashMap::new();
@@ -63,6 +67,7 @@ impl Node {
             config,
             data_dir,
             store,
+            syncer,
             peers: Peers::default(),
             mon,
             stats_kick: Notify::new(),

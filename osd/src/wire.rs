@@ -204,6 +204,17 @@ pub enum ReadStep {
     OmapGet(Vec<Vec<u8>>),
 }
 
+impl ReadStep {
+    /// Whether the step is cheap enough to run on an async thread: data reads of a bounded
+    /// length up to 64 KiB, and every metadata step.
+    pub fn is_small(&self) -> bool {
+        match self {
+            ReadStep::Read { length, .. } => (1..=64 * 1024).contains(length),
+            _ => true,
+        }
+    }
+}
+
 /// A client op, parsed.
 #[derive(Debug)]
 pub enum ParsedOp {

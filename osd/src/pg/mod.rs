@@ -26,6 +26,30 @@ use tokio::sync::{watch, OwnedMutexGuard};
 use crate::store::{Eversion, ObjectId};
 use crate::wire::OpFailure;
 
+/// Ops moving at most this many data bytes run their store work on the async thread: a
+/// small apply or read costs less than the two thread switches of the blocking pool. Larger
+/// ones (memcpy and checksums of whole chunks) go to the blocking pool so they do not stall
+/// the network tasks sharing the worker.
+const INLINE_STORE_BYTES: u64 = 64 * 1024;
+
+/// Whether store work moving `bytes` of data runs inline (see [`INLINE_STORE_BYTES`]).
+fn runs_inline(bytes: u64) -> bool {
+    bytes <= INLINE_STORE_BYTES
+}
+
+/// Runs synchronous store work inline or on the blocking pool.
+async fn store_work<T: Send + 'static>(
+    inline: bool,
+    work: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, OpFailure> {
+    if inline {
+        return Ok(work());
+    }
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|join| OpFailure::new(proto::osd::OpErrorKind::Internal, join.to_string()))
+}
+
 /// What this OSD is for the PG.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Role {

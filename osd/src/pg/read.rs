@@ -30,10 +30,8 @@ impl Pg {
         self.wait_active(deadline).await?;
         let store = Arc::clone(&node.store);
         let pgid = self.id;
-        let ran = tokio::task::spawn_blocking(move || run_reads(&store, pgid, &object, &steps))
-            .await
-            .map_err(|join| OpFailure::new(OpErrorKind::Internal, join.to_string()))?;
-        ran
+        let inline = steps.iter().all(ReadStep::is_small);
+        super::store_work(inline, move || run_reads(&store, pgid, &object, &steps)).await?
     }
 
     /// A page of the PG's objects (primary of an active PG).

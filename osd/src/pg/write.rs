@@ -49,10 +49,9 @@ impl Pg {
         self.wait_active(deadline).await?;
         let _order = self.lock_object(&object).await;
         let view = self.wait_active(deadline).await?;
-        if let Some(version) = self.store_lookup(node, reqid)? {
-            tracing::debug!(pg = %self.id, %reqid, %version, "resent write; answering the original version");
-            return Ok(version);
-        }
+        // A resent request is caught by the apply below: the store finds its reqid in the
+        // log and answers the original version without applying anything (the object's op
+        // order guarantees the original has finished by now).
         let interval = view.interval;
         let epoch = node.epoch().max(view.epoch);
         let mtime = SystemTime::now();
@@ -62,7 +61,8 @@ impl Pg {
         let pgid = self.id;
         let target = object.clone();
         self.inflight(1);
-        let applied = tokio::task::spawn_blocking(move || {
+        let inline = super::runs_inline(WriteOp::payload_len_of(&ops));
+        let applied = super::store_work(inline, move || {
             let mut head = lock(&pg.head);
             let version = Eversion::new(epoch.max(head.epoch), head.version + 1);
             let mut txn = Transaction::new(pgid, target, version.epoch);
@@ -85,6 +85,7 @@ impl Pg {
         let (version, prior) = match applied {
             Ok(Ok((committed, _, false))) => {
                 self.inflight(-1);
+                tracing::debug!(pg = %self.id, %reqid, version = %committed, "resent write; answering the original version");
                 return Ok(committed);
             }
             Ok(Ok((committed, prior, true))) => (committed, prior),
@@ -92,9 +93,9 @@ impl Pg {
                 self.inflight(-1);
                 return Err(error.into());
             }
-            Err(join) => {
+            Err(failure) => {
                 self.inflight(-1);
-                return Err(OpFailure::new(OpErrorKind::Internal, join.to_string()));
+                return Err(failure);
             }
         };
         let request = ReplicateRequest {
@@ -112,13 +113,13 @@ impl Pg {
             prior_version: Some(wire::ev_to_wire(prior)),
         };
         let mut tasks = JoinSet::new();
-        let store = Arc::clone(&node.store);
+        let local = Arc::clone(node);
         tasks.spawn(async move {
-            match tokio::task::spawn_blocking(move || store.sync()).await {
-                Ok(Ok(())) => Ok(()),
-                Ok(Err(error)) => Err(Some(format!("local sync failed: {error}"))),
-                Err(join) => Err(Some(join.to_string())),
-            }
+            local
+                .syncer
+                .sync()
+                .await
+                .map_err(|error| Some(format!("local sync failed: {error}")))
         });
         for peer in view.acting.iter().copied().filter(|osd| *osd != node.id) {
             let pg = Arc::clone(self);
@@ -289,7 +290,8 @@ impl Pg {
         let pg = Arc::clone(self);
         let store = Arc::clone(&node.store);
         let pgid = self.id;
-        let applied = tokio::task::spawn_blocking(move || {
+        let inline = super::runs_inline(WriteOp::payload_len_of(&ops));
+        let applied = super::store_work(inline, move || {
             let mut head = lock(&pg.head);
             if *head != prior {
                 // Already applied (a resend), or writes are missing.
@@ -325,13 +327,11 @@ impl Pg {
                 tracing::error!(pg = %self.id, %version, %error, "replicated write failed");
                 return reply(ReplicateStatus::Failed, error.to_string(), self.head());
             }
-            Err(join) => return reply(ReplicateStatus::Failed, join.to_string(), self.head()),
+            Err(failure) => return reply(ReplicateStatus::Failed, failure.message, self.head()),
         }
-        let store = Arc::clone(&node.store);
-        match tokio::task::spawn_blocking(move || store.sync()).await {
-            Ok(Ok(())) => reply(ReplicateStatus::Replicated, String::new(), self.head()),
-            Ok(Err(error)) => reply(ReplicateStatus::Failed, error.to_string(), self.head()),
-            Err(join) => reply(ReplicateStatus::Failed, join.to_string(), self.head()),
+        match node.syncer.sync().await {
+            Ok(()) => reply(ReplicateStatus::Replicated, String::new(), self.head()),
+            Err(error) => reply(ReplicateStatus::Failed, error, self.head()),
         }
     }
 

@@ -107,7 +107,10 @@ impl ObjectStore {
             return Ok(Vec::new());
         }
         // end - offset <= size <= max_object_size, which a usize holds on 64-bit targets.
-        let mut out = vec![0; (end - offset) as usize];
+        let len = (end - offset) as usize;
+        // Filled in chunk order without zeroing first: only holes (missing or short
+        // chunks) are written as zeros.
+        let mut out = Vec::with_capacity(len);
         let first = chunk_index(offset);
         let last = chunk_index(end - 1);
         let mut copy = |chunk: u32, data: &[u8]| -> Result<()> {
@@ -115,8 +118,10 @@ impl ObjectStore {
             let from = offset.max(chunk_start);
             let to = end.min(chunk_start + data.len() as u64);
             if from < to {
-                let source = &data[(from - chunk_start) as usize..(to - chunk_start) as usize];
-                out[(from - offset) as usize..(to - offset) as usize].copy_from_slice(source);
+                out.resize((from - offset) as usize, 0);
+                out.extend_from_slice(
+                    &data[(from - chunk_start) as usize..(to - chunk_start) as usize],
+                );
             }
             Ok(())
         };
@@ -139,6 +144,7 @@ impl ObjectStore {
             );
             self.for_each_chunk(pg, object, &located, range, copy)?;
         }
+        out.resize(len, 0);
         Ok(out)
     }
 
@@ -152,21 +158,32 @@ impl ObjectStore {
         mut visit: impl FnMut(u32, &[u8]) -> Result<()>,
     ) -> Result<()> {
         let prefix_len = 1 + located.oid.len();
-        for item in self.engine.scan(&located.handle.keyspace, range)? {
-            let (key, value) = item?;
-            let corrupt = |chunk, detail| StoreError::Corruption {
-                pg,
-                object: object.clone(),
-                chunk,
-                detail,
-            };
-            let Some(chunk) = keys::chunk_of_data_key(&key, prefix_len) else {
-                return Err(corrupt(u32::MAX, format!("malformed data key {key:02x?}")));
-            };
-            let data = keys::decode_chunk(&value).map_err(|detail| corrupt(chunk, detail))?;
-            visit(chunk, data)?;
-        }
-        Ok(())
+        let mut failure = None;
+        // The engine lends its buffers: a 4 MiB read copies each chunk once, into the
+        // caller's output, after verifying it.
+        self.engine
+            .visit(&located.handle.keyspace, range, &mut |key, value| {
+                let corrupt = |chunk, detail| StoreError::Corruption {
+                    pg,
+                    object: object.clone(),
+                    chunk,
+                    detail,
+                };
+                let visited = match keys::chunk_of_data_key(key, prefix_len) {
+                    None => Err(corrupt(u32::MAX, format!("malformed data key {key:02x?}"))),
+                    Some(chunk) => keys::decode_chunk(value)
+                        .map_err(|detail| corrupt(chunk, detail))
+                        .and_then(|data| visit(chunk, data)),
+                };
+                match visited {
+                    Ok(()) => true,
+                    Err(error) => {
+                        failure = Some(error);
+                        false
+                    }
+                }
+            })?;
+        failure.map_or(Ok(()), Err)
     }
 
     /// One xattr's value (`XattrNotFound` if absent).

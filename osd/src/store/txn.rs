@@ -94,6 +94,26 @@ pub enum WriteOp {
     OmapClear,
 }
 
+impl WriteOp {
+    /// The data bytes this op carries (writes, xattr values, omap values).
+    pub fn payload_len(&self) -> u64 {
+        let len = match self {
+            WriteOp::Write { data, .. }
+            | WriteOp::WriteFull { data }
+            | WriteOp::Append { data } => data.len(),
+            WriteOp::SetXattr { name, value } => name.len() + value.len(),
+            WriteOp::OmapSet { entries } => entries.iter().map(|(k, v)| k.len() + v.len()).sum(),
+            _ => 0,
+        };
+        len as u64
+    }
+
+    /// The data bytes of a whole transaction's ops.
+    pub fn payload_len_of(ops: &[WriteOp]) -> u64 {
+        ops.iter().map(WriteOp::payload_len).sum()
+    }
+}
+
 /// An atomic list of sub-ops on one object of one PG, with its request id and epoch.
 /// Committed by [`super::ObjectStore::commit`] whole or not at all.
 ///
