@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clustermap::{Epoch, OsdId};
-use librados::MapWatch;
+use monclient::MapWatch;
 use proto::mon::OsdBootRequest;
 
 use crate::node::Node;
