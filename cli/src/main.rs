@@ -1,7 +1,12 @@
 //! `shoal`: the admin CLI. Each top-level subcommand lives in its own module (`crush` in
 //! [`crush_cmd`]); `status`, `osd`, `pool`, `rados`, `cluster` and the rest are added as
 //! siblings in [`Command`]. Errors print as `shoal: error: ...` with their causes, and the
-//! exit code is non-zero (1 for a failed command, 2 for a usage error).
+//! exit code is non-zero (1 for a failed command, 2 for a usage error). Output goes through
+//! [`out`]'s `outln!`/`out!`, so a reader that closes early (`| head`) ends `shoal` quietly
+//! with status 0.
+
+#[macro_use]
+mod out;
 
 mod admin;
 mod crush_cmd;
@@ -47,6 +52,7 @@ fn main() -> ExitCode {
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
+        Err(error) if out::is_closed_pipe(&error) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("shoal: error: {error:#}");
             ExitCode::FAILURE

@@ -61,6 +61,32 @@ pub struct Mapper {
     rules: Vec<Option<Vec<Step>>>,
     max_devices: i32,
     tunables: Tunables,
+    /// The code straw2 draws from buckets of more than 4 items with, chosen for the running
+    /// CPU when the mapper is compiled from the map.
+    wide: WideDraw,
+}
+
+/// How straw2 hashes buckets of more than 4 items: 8 lanes, in code chosen once for the
+/// running CPU when a [`Mapper`] is compiled, so that no draw asks what the CPU supports.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum WideDraw {
+    /// Code for the build's target (baseline x86-64: two 128-bit registers per 8 lanes).
+    Portable,
+    /// AVX2 code (one 256-bit register holds all 8 lanes). Only [`WideDraw::detect`] makes
+    /// it, on a CPU that has AVX2.
+    #[cfg(target_arch = "x86_64")]
+    Avx2,
+}
+
+impl WideDraw {
+    /// The best code the running CPU supports.
+    fn detect() -> WideDraw {
+        #[cfg(target_arch = "x86_64")]
+        if std::arch::is_x86_feature_detected!("avx2") {
+            return WideDraw::Avx2;
+        }
+        WideDraw::Portable
+    }
 }
 
 /// Reusable scratch space for [`Mapper::do_rule_into`].
@@ -167,6 +193,7 @@ impl Mapper {
             rules,
             max_devices: map.max_devices(),
             tunables: map.tunables,
+            wide: WideDraw::detect(),
         }
     }
 
@@ -634,7 +661,7 @@ impl Mapper {
         perm: &mut Vec<u32>,
     ) -> i32 {
         match bucket.alg {
-            BucketAlg::Straw2 => straw2_choose(bucket, x, r, position),
+            BucketAlg::Straw2 => straw2_choose(bucket, x, r, position, self.wide),
             BucketAlg::Uniform => perm_choose(bucket, x, r, perm),
             BucketAlg::List => list_choose(bucket, x, r),
             BucketAlg::Tree => tree_choose(bucket, x, r),
@@ -659,7 +686,7 @@ fn is_out(weights: &[u32], item: i32, x: u32) -> bool {
 }
 
 #[inline]
-fn straw2_choose(bucket: &CompiledBucket, x: u32, r: u32, position: usize) -> i32 {
+fn straw2_choose(bucket: &CompiledBucket, x: u32, r: u32, position: usize, wide: WideDraw) -> i32 {
     let recips: &[Recip] = match bucket.arg_recips.len() {
         0 => &bucket.recips,
         n => &bucket.arg_recips[position.min(n - 1)],
@@ -672,28 +699,27 @@ fn straw2_choose(bucket: &CompiledBucket, x: u32, r: u32, position: usize) -> i3
     let high = if n <= 4 {
         straw2_winner::<4>(bucket, recips, &ids[..n], x, r)
     } else {
-        straw2_winner_wide(bucket, recips, &ids[..n], x, r)
+        straw2_winner_wide(wide, bucket, recips, &ids[..n], x, r)
     };
     bucket.items[high]
 }
 
-/// [`straw2_winner`] with 8 lanes, as AVX2 code where the CPU has it (one 256-bit register
-/// holds all 8 lanes; the portable build targets baseline x86-64, whose 128-bit registers
-/// need two of everything).
+/// [`straw2_winner`] with 8 lanes, in the code `wide` chose for the running CPU.
 #[inline(always)]
 fn straw2_winner_wide(
+    wide: WideDraw,
     bucket: &CompiledBucket,
     recips: &[Recip],
     ids: &[i32],
     x: u32,
     r: u32,
 ) -> usize {
-    #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx2") {
-        // SAFETY: the running CPU supports AVX2, checked just above.
-        return unsafe { straw2_winner_avx2(bucket, recips, ids, x, r) };
+    match wide {
+        // SAFETY: `Avx2` is only chosen on a CPU that supports AVX2 (`WideDraw::detect`).
+        #[cfg(target_arch = "x86_64")]
+        WideDraw::Avx2 => unsafe { straw2_winner_avx2(bucket, recips, ids, x, r) },
+        WideDraw::Portable => straw2_winner::<8>(bucket, recips, ids, x, r),
     }
-    straw2_winner::<8>(bucket, recips, ids, x, r)
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -932,8 +958,36 @@ fn straw_lengths(weights: &[u32], calc_version: u32) -> Vec<u32> {
 
 #[cfg(test)]
 mod tests {
-    use super::Recip;
+    use super::{Mapper, Recip, WideDraw};
+    use crate::model::WEIGHT_ONE;
     use proptest::prelude::*;
+
+    /// The 8-lane draw places exactly as before whichever code it was given: the detected
+    /// one (AVX2 on most x86-64 machines) against the portable one, on a map whose straw2
+    /// buckets hold 4, 8 and more items, with some devices out or partly out.
+    #[test]
+    fn the_detected_wide_draw_places_like_the_portable_one() {
+        let map = crate::text::parse(include_str!("../tests/data/maps/big400.txt")).unwrap();
+        let detected = Mapper::new(&map);
+        let mut portable = detected.clone();
+        portable.wide = WideDraw::Portable;
+        let mut weights = vec![WEIGHT_ONE; detected.max_devices() as usize];
+        for (device, weight) in weights.iter_mut().enumerate().step_by(7) {
+            *weight = if device % 2 == 0 { 0 } else { WEIGHT_ONE / 2 };
+        }
+        let rules: Vec<u32> = (0..16).filter(|rule| detected.has_rule(*rule)).collect();
+        assert!(rules.len() > 1, "big400 has rules {rules:?}");
+        for rule in rules {
+            for x in 0..2000 {
+                assert_eq!(
+                    detected.do_rule(rule, x, 3, &weights),
+                    portable.do_rule(rule, x, 3, &weights),
+                    "rule {rule} x {x} ({:?})",
+                    detected.wide
+                );
+            }
+        }
+    }
 
     /// straw2 divides `-ln` (at most 2^48) by a 16.16 weight; the reciprocal must give the
     /// exact quotient for every such pair, or placements would drift from Ceph's.

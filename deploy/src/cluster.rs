@@ -27,8 +27,8 @@ use std::path::{Path, PathBuf};
 use std::process::Child;
 use std::time::{Duration, Instant, SystemTime};
 
-use librados::proto::mon::{command, Command, MonAdd};
-use librados::{ClientConfig, ClusterStatus, MonClient};
+use monclient::proto::mon::{command, Command, MonAdd};
+use monclient::{ClientConfig, ClusterStatus, MonClient};
 use serde::Serialize;
 
 use crate::binaries::{Binaries, MON_BINARY, OSD_BINARY};
@@ -1051,7 +1051,7 @@ impl Cluster {
             };
             outcome
                 .await
-                .map_err(|error: librados::ClientError| error.to_string())
+                .map_err(|error: monclient::ClientError| error.to_string())
         } else {
             Err("no monitor is running".to_owned())
         };

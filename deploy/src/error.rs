@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use librados::ClientError;
+use monclient::ClientError;
 
 /// Why a launcher operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -182,7 +182,7 @@ pub enum DeployError {
     Client(#[from] ClientError),
     /// The written config file cannot be read back as a client config.
     #[error(transparent)]
-    Config(#[from] librados::ConfigError),
+    Config(#[from] monclient::ConfigError),
 }
 
 fn detail_suffix(detail: &str) -> String {

@@ -6,7 +6,7 @@
 //! backend, the Raft timings, the failure policy (`[mon.failure]`) and the pool defaults
 //! (`[mon.pool_defaults]`, whose `failure_domain` is `osd`: every OSD runs on this one
 //! host, so a rule separating replicas by host could place one copy only). `[osd]` is the
-//! OSDs' (see `osd::config`). `[client]` is the clients' (see `librados::config`): the
+//! OSDs' (see `osd::config`). `[client]` is the clients' (see `monclient::config`): the
 //! monitors' addresses as they were when the file was last written, and the command
 //! timeout; OSDs find the monitors through it too. Daemons read the file only when they
 //! start, so it can be rewritten while they run.

@@ -1,14 +1,15 @@
 //! The client library: connect to the monitors, cache the map, compute placement and talk
 //! to OSDs directly (DESIGN.md §6).
 //!
-//! The monitor side:
+//! The monitor side lives in the `monclient` crate (shared with the OSDs and the launcher) and
+//! is re-exported here under the same names:
 //!
 //! * [`config`]: the client's part of the cluster config file (monitors, timeouts);
 //! * [`mon_client`]: [`MonClient`], which fails over between monitors for maps, status and
 //!   commands;
 //! * [`watch`]: [`MapWatch`], a map subscription that survives monitor failures;
 //! * [`status`]: the monitors' status reply as plain, serializable types;
-//! * [`error`]: [`ClientError`] and [`CommandErrorKind`].
+//! * [`error`]: [`ClientError`] and [`CommandErrorKind`] (monclient's), [`RadosError`].
 //!
 //! The OSD data path:
 //!
@@ -22,16 +23,14 @@
 //! this crate (the CLI, tests) build commands and read maps with the same versions.
 #![deny(missing_docs)]
 
-pub mod config;
 pub mod error;
 pub mod ioctx;
 pub mod list;
-pub mod mon_client;
 pub mod op;
 mod osd_conn;
 pub mod rados;
-pub mod status;
-pub mod watch;
+
+pub use monclient::{config, mon_client, status, watch};
 
 pub use clustermap;
 pub use proto;

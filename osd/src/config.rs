@@ -1,6 +1,6 @@
 //! [`OsdConfig`]: the OSD's own settings, the `[osd]` table of the cluster's TOML file
 //! (`shoal.conf`), documented field by field. Every key is optional; an unknown key is an
-//! error naming it. The monitors' addresses come from the same file, read by librados's
+//! error naming it. The monitors' addresses come from the same file, read by monclient's
 //! `ClientConfig::load`. Command-line flags override the file (see `main.rs`).
 
 use std::path::Path;

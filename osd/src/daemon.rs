@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 use clustermap::{Epoch, Uuid};
-use librados::{ClientConfig, MonClient};
+use monclient::{ClientConfig, MonClient};
 use proto::mon::OsdBootRequest;
 use proto::osd::osd_server::OsdServer;
 use tokio::net::TcpListener;

@@ -15,8 +15,8 @@
 //! * [`heartbeat`], [`reporter`]: pings and failure reports, beacons, PG statistics;
 //! * [`status`]: the admin view.
 //!
-//! Note: this crate uses librados's `MonClient`/`MapWatch` to reach the monitors, a
-//! deliberate deviation from DESIGN.md §1's crate stack so that monitor failover exists once.
+//! The monitors are reached through `monclient`'s `MonClient`/`MapWatch` (shared with
+//! librados, so that monitor failover exists once).
 #![deny(missing_docs)]
 
 pub mod config;

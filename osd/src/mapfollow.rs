@@ -1,4 +1,4 @@
-//! Following the cluster map: a librados [`MapWatch`] subscription (which fails over
+//! Following the cluster map: a monclient [`MapWatch`] subscription (which fails over
 //! between monitors by itself) feeding every new epoch to [`Node::apply_map`], and booting
 //! again when a map marks this running OSD down (as Ceph's OSDs do when "wrongly marked
 //! down": after a partition, or reports that raced a restart), so it does not stay down
@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clustermap::{Epoch, OsdId};
-use librados::MapWatch;
+use monclient::MapWatch;
 use proto::mon::OsdBootRequest;
 
 use crate::node::Node;

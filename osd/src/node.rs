@@ -10,7 +10,7 @@ use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use clustermap::{ClusterMap, Epoch, OsdId, PgId, Uuid};
-use librados::MonClient;
+use monclient::MonClient;
 use tokio::sync::{watch, Notify};
 
 use crate::config::OsdConfig;

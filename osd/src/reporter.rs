@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use librados::MonClient;
+use monclient::MonClient;
 use proto::mon::osd_report_client::OsdReportClient;
 use proto::mon::{FailureReport, OsdBeacon, OsdBootReply, OsdBootRequest, PgStat, PgStatsReport};
 use tonic::transport::Channel;

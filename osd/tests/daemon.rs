@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use clustermap::{ClusterMap, OsdId, PgId};
-use librados::{ClientConfig, MonClient};
+use monclient::{ClientConfig, MonClient};
 use monitor::config::MemberConfig;
 use monitor::{MonConfig, MonitorServer};
 use proto::mon::command::Kind;

@@ -146,13 +146,13 @@ pub async fn run(session: &Session, args: BenchArgs) -> Result<()> {
             "epoch_after": last_epoch,
         }));
     } else {
-        println!(
+        outln!(
             "bench mon: {} commands, concurrency {concurrency}, {:.2} s",
             latencies.len(),
             elapsed.as_secs_f64()
         );
-        println!("  throughput: {rate:.1} commands/s");
-        println!(
+        outln!("  throughput: {rate:.1} commands/s");
+        outln!(
             "  latency ms: p50 {:.2}  p90 {:.2}  p99 {:.2}  max {:.2}  mean {:.2}",
             ms(p50),
             ms(p90),
@@ -160,7 +160,7 @@ pub async fn run(session: &Session, args: BenchArgs) -> Result<()> {
             ms(max),
             ms(mean)
         );
-        println!("  epochs: {} -> {last_epoch}", start_map.epoch());
+        outln!("  epochs: {} -> {last_epoch}", start_map.epoch());
     }
     Ok(())
 }

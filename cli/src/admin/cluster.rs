@@ -193,7 +193,7 @@ pub async fn run(args: ClusterArgs, format: Format) -> Result<()> {
                 }));
             } else {
                 let verb = if resumed { "restarted" } else { "started" };
-                println!(
+                outln!(
                     "cluster {verb} in {}: {} monitor(s), {} OSD(s){}",
                     dir.display(),
                     mons.len(),
@@ -201,13 +201,13 @@ pub async fn run(args: ClusterArgs, format: Format) -> Result<()> {
                     if osds.is_empty() { "" } else { ", HEALTH_OK" }
                 );
                 for (id, pid, addr, log) in &mons {
-                    println!("  mon.{id}  pid {pid}  {addr}  log {}", log.display());
+                    outln!("  mon.{id}  pid {pid}  {addr}  log {}", log.display());
                 }
                 for (id, pid, addr, log) in &osds {
-                    println!("  osd.{id}  pid {pid}  {addr}  log {}", log.display());
+                    outln!("  osd.{id}  pid {pid}  {addr}  log {}", log.display());
                 }
-                println!("config: {}", conf.display());
-                println!("try:    shoal -c {} status", conf.display());
+                outln!("config: {}", conf.display());
+                outln!("try:    shoal -c {} status", conf.display());
             }
             Ok(())
         }
@@ -218,7 +218,7 @@ pub async fn run(args: ClusterArgs, format: Format) -> Result<()> {
                 return Ok(());
             }
             if report.mons.is_empty() && report.osds.is_empty() {
-                println!("nothing to stop in {}", report.dir.display());
+                outln!("nothing to stop in {}", report.dir.display());
             }
             let describe = |outcome: &StopOutcome| match outcome {
                 StopOutcome::Stopped => "stopped".to_owned(),
@@ -229,10 +229,10 @@ pub async fn run(args: ClusterArgs, format: Format) -> Result<()> {
                 }
             };
             for (n, pid, outcome) in &report.osds {
-                println!("osd number {n} (pid {pid}): {}", describe(outcome));
+                outln!("osd number {n} (pid {pid}): {}", describe(outcome));
             }
             for (id, pid, outcome) in &report.mons {
-                println!("mon.{id} (pid {pid}): {}", describe(outcome));
+                outln!("mon.{id} (pid {pid}): {}", describe(outcome));
             }
             Ok(())
         }
@@ -249,7 +249,7 @@ pub async fn run(args: ClusterArgs, format: Format) -> Result<()> {
                 }));
                 return Ok(());
             }
-            println!(
+            outln!(
                 "cluster in {} (config {})",
                 report.dir.display(),
                 report.conf.display()
@@ -259,7 +259,7 @@ pub async fn run(args: ClusterArgs, format: Format) -> Result<()> {
                     Some(pid) => format!("running, pid {pid}"),
                     None => "stopped".to_owned(),
                 };
-                println!(
+                outln!(
                     "  mon.{}  {state}  {}",
                     mon.id,
                     mon.addr.as_deref().unwrap_or("-")
@@ -274,7 +274,7 @@ pub async fn run(args: ClusterArgs, format: Format) -> Result<()> {
                     || format!("osd number {} (never booted)", osd.n),
                     |id| format!("osd.{id}"),
                 );
-                println!(
+                outln!(
                     "  {name}  {state}  {}  data {}",
                     osd.addr.as_deref().unwrap_or("-"),
                     osd.data_dir.display()
@@ -282,7 +282,7 @@ pub async fn run(args: ClusterArgs, format: Format) -> Result<()> {
             }
             match &report.cluster {
                 Ok(status) => {
-                    println!(
+                    outln!(
                         "leader mon.{}, epoch {}, term {}, quorum {}",
                         status.leader_id,
                         status.epoch,
@@ -293,7 +293,7 @@ pub async fn run(args: ClusterArgs, format: Format) -> Result<()> {
                             .collect::<Vec<_>>()
                             .join(",")
                     );
-                    println!(
+                    outln!(
                         "osds: {} up, {} in, {} total; health {}",
                         status.num_up_osds,
                         status.num_in_osds,
@@ -304,7 +304,7 @@ pub async fn run(args: ClusterArgs, format: Format) -> Result<()> {
                             .map_or("unknown", |health| health.status.as_str())
                     );
                 }
-                Err(error) => println!("monitors: {error}"),
+                Err(error) => outln!("monitors: {error}"),
             }
             Ok(())
         }

@@ -192,7 +192,7 @@ async fn get_map(session: &Session, file: &PathBuf) -> Result<()> {
     let map = session.map().await?;
     let text = crush::text::print(map.crush());
     if file.as_os_str() == "-" {
-        print!("{text}");
+        out!("{text}");
     } else {
         std::fs::write(file, &text).with_context(|| format!("cannot write {}", file.display()))?;
         eprintln!(
@@ -216,7 +216,7 @@ async fn rule_ls(session: &Session) -> Result<()> {
         session.format.print_json(&json!(names));
     } else {
         for name in names {
-            println!("{name}");
+            outln!("{name}");
         }
     }
     Ok(())

@@ -194,7 +194,7 @@ impl Session {
             .await
             .map_err(command_error)?;
         match self.format {
-            Format::Plain => println!("{}", outcome.message),
+            Format::Plain => outln!("{}", outcome.message),
             _ => self.format.print_json(&serde_json::to_value(&outcome)?),
         }
         Ok(outcome)

@@ -196,7 +196,7 @@ pub async fn run(session: &Session, args: OsdArgs) -> Result<()> {
                 session.format.print_json(&json!(ids));
             } else {
                 for id in ids {
-                    println!("{id}");
+                    outln!("{id}");
                 }
             }
             Ok(())
@@ -335,7 +335,7 @@ async fn tree(session: &Session) -> Result<()> {
             .format
             .print_json(&json!({ "nodes": nodes, "stray": stray }));
     } else {
-        println!("{}", table.render());
+        outln!("{}", table.render());
     }
     Ok(())
 }
@@ -425,19 +425,19 @@ async fn dump(session: &Session) -> Result<()> {
         session.format.print_json(&value);
         return Ok(());
     }
-    println!("epoch {}", map.epoch());
-    println!("fsid {}", map.fsid());
-    println!("created {}", timestamp(map.created_ms()));
-    println!("modified {}", timestamp(map.modified_ms()));
-    println!("{}", format!("flags {}", flags.join(",")).trim_end());
-    println!();
+    outln!("epoch {}", map.epoch());
+    outln!("fsid {}", map.fsid());
+    outln!("created {}", timestamp(map.created_ms()));
+    outln!("modified {}", timestamp(map.modified_ms()));
+    outln!("{}", format!("flags {}", flags.join(",")).trim_end());
+    outln!();
     for pool in map.pools().values() {
-        println!("{}", pool_line(pool));
+        outln!("{}", pool_line(pool));
     }
-    println!();
-    println!("max_osd {}", map.max_osd());
+    outln!();
+    outln!("max_osd {}", map.max_osd());
     for osd in map.osds().values() {
-        println!(
+        outln!(
             "osd.{} {} {} weight {} up_from {} up_thru {} down_at {} {} {}",
             osd.id,
             if osd.up { "up  " } else { "down" },
@@ -451,10 +451,10 @@ async fn dump(session: &Session) -> Result<()> {
         );
     }
     for (pgid, osds) in map.pg_temp() {
-        println!("pg_temp {pgid} {}", format_osd_list(osds));
+        outln!("pg_temp {pgid} {}", format_osd_list(osds));
     }
     for (pgid, osd) in map.primary_temp() {
-        println!("primary_temp {pgid} {osd}");
+        outln!("primary_temp {pgid} {osd}");
     }
     Ok(())
 }
@@ -479,7 +479,7 @@ async fn osd_map(session: &Session, pool: &str, object: &str, namespace: &str) -
             "acting_primary": mapping.mapping.acting_primary,
         }));
     } else {
-        println!("{mapping}");
+        outln!("{mapping}");
     }
     Ok(())
 }
@@ -516,8 +516,8 @@ async fn pool(session: &Session, args: PoolArgs) -> Result<()> {
                 (true, false) => session.format.print_json(&json!(pools
                     .map(|pool| pool.name.clone())
                     .collect::<Vec<_>>())),
-                (false, true) => pools.for_each(|pool| println!("{}", pool_line(pool))),
-                (false, false) => pools.for_each(|pool| println!("{}", pool.name)),
+                (false, true) => pools.for_each(|pool| outln!("{}", pool_line(pool))),
+                (false, false) => pools.for_each(|pool| outln!("{}", pool.name)),
             }
             Ok(())
         }
@@ -551,7 +551,7 @@ async fn pool(session: &Session, args: PoolArgs) -> Result<()> {
                         Value::String(text) => text.clone(),
                         other => other.to_string(),
                     };
-                    println!("{}: {text}", key.name());
+                    outln!("{}: {text}", key.name());
                 }
             }
             Ok(())

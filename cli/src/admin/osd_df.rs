@@ -174,6 +174,6 @@ pub(super) async fn run(session: &Session) -> Result<()> {
         bytes(total_avail),
         format!("{average:.2}"),
     ]);
-    println!("{}", table.render());
+    outln!("{}", table.render());
     Ok(())
 }

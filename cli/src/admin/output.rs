@@ -28,7 +28,7 @@ impl Format {
             _ => serde_json::to_string(value),
         };
         // Serializing a `Value` cannot fail (its map keys are strings).
-        println!("{}", text.unwrap_or_default());
+        outln!("{}", text.unwrap_or_default());
     }
 }
 

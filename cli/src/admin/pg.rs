@@ -161,7 +161,7 @@ fn dump(session: &Session, rows: &[PgRow]) {
             row.acting_primary.to_string(),
         ]);
     }
-    println!("{}", table.render());
+    outln!("{}", table.render());
 }
 
 fn stat(session: &Session, rows: &[PgRow]) {
@@ -182,7 +182,7 @@ fn stat(session: &Session, rows: &[PgRow]) {
         .iter()
         .map(|(state, count)| format!("{count} {state}"))
         .collect();
-    println!(
+    outln!(
         "{} pgs: {}; {objects} objects, {} data",
         rows.len(),
         states.join(", "),

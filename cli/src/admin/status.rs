@@ -186,7 +186,7 @@ pub async fn status(session: &Session) -> Result<()> {
         "    pgs:     {}\n",
         states.join("\n             ")
     ));
-    print!("{out}");
+    out!("{out}");
     Ok(())
 }
 
@@ -210,9 +210,9 @@ pub async fn health(session: &Session, detail: bool) -> Result<()> {
         .map(|check| check.summary.as_str())
         .collect();
     if summaries.is_empty() {
-        println!("{}", health.status);
+        outln!("{}", health.status);
     } else {
-        println!("{} {}", health.status, summaries.join("; "));
+        outln!("{} {}", health.status, summaries.join("; "));
     }
     if detail {
         for check in &health.checks {
@@ -221,9 +221,9 @@ pub async fn health(session: &Session, detail: bool) -> Result<()> {
             } else {
                 "WRN"
             };
-            println!("[{tag}] {}: {}", check.code, check.summary);
+            outln!("[{tag}] {}: {}", check.code, check.summary);
             for line in &check.detail {
-                println!("    {line}");
+                outln!("    {line}");
             }
         }
     }
@@ -281,7 +281,7 @@ async fn mon_stat(session: &Session) -> Result<()> {
         .quorum()
         .map(|monitor| monitor.id.to_string())
         .collect();
-    println!(
+    outln!(
         "e{}: {} mons at {{{}}}, election epoch {}, leader {} {}, quorum {} {}",
         status.epoch,
         status.monitors.len(),

@@ -189,7 +189,7 @@ async fn report(
 ) -> Samples {
     let mut samples = Samples::default();
     if !quiet {
-        println!(
+        outln!(
             "{:>5} {:>7} {:>9} {:>9} {:>9} {:>9} {:>11} {:>11}",
             "sec",
             "Cur ops",
@@ -200,9 +200,16 @@ async fn report(
             "last lat(s)",
             "avg lat(s)"
         );
-        println!(
+        outln!(
             "{:>5} {:>7} {:>9} {:>9} {:>9} {:>9} {:>11} {:>11}",
-            0, 0, 0, 0, 0, 0, "-", 0
+            0,
+            0,
+            0,
+            0,
+            0,
+            0,
+            "-",
+            0
         );
     }
     let mut ticker = tokio::time::interval_at(
@@ -229,7 +236,7 @@ async fn report(
         if !quiet {
             let elapsed = start.elapsed().as_secs_f64();
             let last_lat = progress.last_latency_ns.load(Ordering::Relaxed) as f64 / 1e9;
-            println!(
+            outln!(
                 "{:>5} {:>7} {:>9} {:>9} {:>9.4} {:>9.4} {:>11.6} {:>11.6}",
                 second,
                 (started - finished).min(concurrency as u64),
@@ -487,28 +494,28 @@ fn summary(
         }));
         return;
     }
-    println!("Total time run:         {seconds:.4}");
-    println!("Total {verb} made:      {ops}");
-    println!("{size_label}:             {op_size}");
-    println!("Object size:            {object_size}");
-    println!("Bandwidth (MB/sec):     {bandwidth:.4}");
+    outln!("Total time run:         {seconds:.4}");
+    outln!("Total {verb} made:      {ops}");
+    outln!("{size_label}:             {op_size}");
+    outln!("Object size:            {object_size}");
+    outln!("Bandwidth (MB/sec):     {bandwidth:.4}");
     if mode == Mode::Write {
-        println!("Stddev Bandwidth:       {:.4}", stddev(&samples.bandwidth));
-        println!("Max bandwidth (MB/sec): {:.4}", max_of(&samples.bandwidth));
-        println!("Min bandwidth (MB/sec): {:.4}", min_of(&samples.bandwidth));
+        outln!("Stddev Bandwidth:       {:.4}", stddev(&samples.bandwidth));
+        outln!("Max bandwidth (MB/sec): {:.4}", max_of(&samples.bandwidth));
+        outln!("Min bandwidth (MB/sec): {:.4}", min_of(&samples.bandwidth));
     }
-    println!("Average IOPS:           {:.0}", ops as f64 / seconds);
-    println!("Stddev IOPS:            {:.4}", stddev(&samples.iops));
-    println!("Max IOPS:               {:.0}", max_of(&samples.iops));
-    println!("Min IOPS:               {:.0}", min_of(&samples.iops));
-    println!("Average Latency(s):     {:.6}", mean(&lat));
+    outln!("Average IOPS:           {:.0}", ops as f64 / seconds);
+    outln!("Stddev IOPS:            {:.4}", stddev(&samples.iops));
+    outln!("Max IOPS:               {:.0}", max_of(&samples.iops));
+    outln!("Min IOPS:               {:.0}", min_of(&samples.iops));
+    outln!("Average Latency(s):     {:.6}", mean(&lat));
     if mode == Mode::Write {
-        println!("Stddev Latency(s):      {:.6}", stddev(&lat));
+        outln!("Stddev Latency(s):      {:.6}", stddev(&lat));
     }
-    println!("Max latency(s):         {:.6}", max_of(&lat));
-    println!("Min latency(s):         {:.6}", min_of(&lat));
-    println!("p50 latency(s):         {p50:.6}");
-    println!("p99 latency(s):         {p99:.6}");
+    outln!("Max latency(s):         {:.6}", max_of(&lat));
+    outln!("Min latency(s):         {:.6}", min_of(&lat));
+    outln!("p50 latency(s):         {p50:.6}");
+    outln!("p99 latency(s):         {p99:.6}");
 }
 
 async fn read_metadata(ioctx: &IoCtx) -> Result<Option<Metadata>> {
@@ -573,12 +580,12 @@ pub async fn run(ioctx: &IoCtx, args: BenchArgs, format: Format) -> Result<()> {
                 format!("benchmark_data_{}_{}", host_name(), std::process::id())
             });
             if !quiet {
-                println!("hints = 1");
-                println!(
+                outln!("hints = 1");
+                outln!(
                     "Maintaining {} concurrent writes of {} bytes to objects of size {} for up to {} seconds or 0 objects",
                     args.concurrency, args.block_size, args.block_size, args.seconds
                 );
-                println!("Object prefix: {prefix}");
+                outln!("Object prefix: {prefix}");
             }
             // One buffer shared by every op: the data is never copied on the client.
             let data = Bytes::from(
@@ -620,13 +627,13 @@ pub async fn run(ioctx: &IoCtx, args: BenchArgs, format: Format) -> Result<()> {
                     .map_err(rados_error)?;
             } else {
                 if !quiet {
-                    println!("Cleaning up (deleting benchmark objects)");
+                    outln!("Cleaning up (deleting benchmark objects)");
                 }
                 let started = Instant::now();
                 let removed = remove_objects(ioctx, &prefix, written, args.concurrency).await?;
                 if !quiet {
-                    println!("Removed {removed} objects");
-                    println!(
+                    outln!("Removed {removed} objects");
+                    outln!(
                         "Clean up completed and total clean up time :{:.6}",
                         started.elapsed().as_secs_f64()
                     );
@@ -659,7 +666,7 @@ pub async fn run(ioctx: &IoCtx, args: BenchArgs, format: Format) -> Result<()> {
                 }
             };
             if !quiet {
-                println!("hints = 1");
+                outln!("hints = 1");
             }
             let (elapsed, progress, samples) =
                 drive(ioctx, work, args.seconds, args.concurrency, quiet).await?;
@@ -719,7 +726,7 @@ pub async fn cleanup_command(ioctx: &IoCtx, args: CleanupArgs) -> Result<()> {
             Err(error) => return Err(rados_error(error)),
         }
     }
-    println!("Removed {removed} objects");
+    outln!("Removed {removed} objects");
     Ok(())
 }
 

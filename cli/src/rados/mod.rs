@@ -288,7 +288,7 @@ async fn dispatch(args: RadosArgs, global: &GlobalArgs, format: Format) -> Resul
                     "version": stat.version.to_string(),
                 }));
             } else {
-                println!(
+                outln!(
                     "{}/{object} mtime {}, size {}",
                     ioctx.pool_name(),
                     mtime(stat.mtime_ns),
@@ -343,7 +343,7 @@ async fn dispatch(args: RadosArgs, global: &GlobalArgs, format: Format) -> Resul
                 format.print_json(&json!(xattrs.keys().collect::<Vec<_>>()));
             } else {
                 for name in xattrs.keys() {
-                    println!("{name}");
+                    outln!("{name}");
                 }
             }
             Ok(())
@@ -372,8 +372,8 @@ async fn dispatch(args: RadosArgs, global: &GlobalArgs, format: Format) -> Resul
             if format.is_json() {
                 format.print_json(&json!({"key": key, "value": text_value(&value)}));
             } else {
-                println!("value ({} bytes) :", value.len());
-                print!("{}", hexdump(&value));
+                outln!("value ({} bytes) :", value.len());
+                out!("{}", hexdump(&value));
             }
             Ok(())
         }
@@ -396,7 +396,7 @@ async fn dispatch(args: RadosArgs, global: &GlobalArgs, format: Format) -> Resul
                 format.print_json(&json!(keys));
             } else {
                 for (key, _) in entries {
-                    println!("{}", String::from_utf8_lossy(&key));
+                    outln!("{}", String::from_utf8_lossy(&key));
                 }
             }
             Ok(())
@@ -417,10 +417,10 @@ async fn dispatch(args: RadosArgs, global: &GlobalArgs, format: Format) -> Resul
                 format.print_json(&Value::Object(map));
             } else {
                 for (key, value) in entries {
-                    println!("{}", String::from_utf8_lossy(&key));
-                    println!("value ({} bytes) :", value.len());
-                    print!("{}", hexdump(&value));
-                    println!();
+                    outln!("{}", String::from_utf8_lossy(&key));
+                    outln!("value ({} bytes) :", value.len());
+                    out!("{}", hexdump(&value));
+                    outln!();
                 }
             }
             Ok(())

@@ -5,7 +5,7 @@
 
 use std::time::{Duration, Instant};
 
-use librados::ClusterStatus;
+use monclient::ClusterStatus;
 
 use super::{Cluster, Daemon, POLL};
 use crate::error::DeployError;
@@ -134,7 +134,7 @@ impl Cluster {
 mod tests {
     use std::collections::BTreeMap;
 
-    use librados::{HealthCheckStatus, HealthStatus, PgSummary};
+    use monclient::{HealthCheckStatus, HealthStatus, PgSummary};
 
     use super::*;
 
