@@ -1,5 +1,7 @@
 //! `shoal bench mon --count N [--concurrency C]`: command commit latency and throughput
-//! against a running cluster.
+//! against a running cluster. `shoal bench kv [--dir DIR]`: the storage engines' durable
+//! put rates and space against raw append+fdatasync on this disk (no cluster needed; the
+//! workload and report are `kv::bench`'s).
 //!
 //! Each worker toggles one cluster flag of its own (`noscrub`, `nodeep-scrub`,
 //! `norebalance`, `nobackfill`) so that every command makes a new epoch (setting a flag
@@ -7,9 +9,10 @@
 //! measured from sending a command to its committed reply, through whichever monitor the
 //! client prefers (followers forward to the leader).
 
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand};
 use librados::clustermap::ClusterFlag;
 use librados::proto::mon::{command::Kind, Command};
@@ -45,6 +48,31 @@ enum BenchCommand {
         #[arg(long, default_value_t = 1)]
         concurrency: usize,
     },
+    /// Durable 4 KiB and 4 MiB puts and disk space of each storage backend, as ratios to
+    /// raw append+fdatasync in the same directory (no cluster needed).
+    Kv {
+        /// Directory to measure in (the disk the daemons would use); a scratch
+        /// subdirectory is made there and removed afterwards. Default: the temp dir.
+        #[arg(long)]
+        dir: Option<PathBuf>,
+        /// 4 KiB put+sync operations per backend.
+        #[arg(long, default_value_t = 4000)]
+        small_puts: usize,
+        /// 4 MiB put+sync operations per backend.
+        #[arg(long, default_value_t = 64)]
+        large_puts: usize,
+        /// Interleaved rounds (the backends take turns, so a slow moment of the disk hurts
+        /// them all alike).
+        #[arg(long, default_value_t = 4)]
+        rounds: usize,
+    },
+}
+
+impl BenchArgs {
+    /// Whether the benchmark talks to a cluster (`kv` measures the local disk only).
+    pub fn needs_cluster(&self) -> bool {
+        !matches!(self.command, BenchCommand::Kv { .. })
+    }
 }
 
 fn toggle(flag: ClusterFlag, set: bool) -> Command {
@@ -71,9 +99,82 @@ fn ms(duration: Duration) -> f64 {
     duration.as_secs_f64() * 1000.0
 }
 
-/// Runs `shoal bench ...`.
+/// Runs `shoal bench kv`.
+pub async fn run_local(args: BenchArgs, format: super::Format) -> Result<()> {
+    let BenchCommand::Kv {
+        dir,
+        small_puts,
+        large_puts,
+        rounds,
+    } = args.command
+    else {
+        bail!("this benchmark needs a cluster");
+    };
+    for (name, value) in [
+        ("--small-puts", small_puts),
+        ("--large-puts", large_puts),
+        ("--rounds", rounds),
+    ] {
+        if value == 0 {
+            bail!("EINVAL: {name} must be > 0");
+        }
+    }
+    let base = dir.unwrap_or_else(std::env::temp_dir);
+    let scratch = base.join(format!("shoal-bench-kv-{}", std::process::id()));
+    std::fs::create_dir_all(&scratch).with_context(|| format!("creating {}", scratch.display()))?;
+    let config = kv::bench::BenchConfig {
+        small_puts,
+        large_puts,
+        rounds,
+        ..kv::bench::BenchConfig::default()
+    };
+    let measured = scratch.clone();
+    let report = tokio::task::spawn_blocking(move || kv::bench::run(&measured, &config))
+        .await
+        .context("the benchmark thread")?;
+    // kv::bench empties its directory itself, also after a failure.
+    let _ = std::fs::remove_dir(&scratch);
+    let report = report.context("the storage benchmark failed")?;
+    if format.is_json() {
+        let figures = |f: &kv::bench::Figures| {
+            json!({
+                "small_ops_per_s": f.small_ops_per_sec,
+                "large_mb_per_s": f.large_mb_per_sec,
+                "logical_bytes": f.logical_bytes,
+                "disk_bytes": f.disk_bytes,
+            })
+        };
+        let targets: Vec<_> = report
+            .targets
+            .iter()
+            .map(|target| {
+                json!({
+                    "label": target.label,
+                    "backend": target.backend.name(),
+                    "figures": figures(&target.figures),
+                    "small_ratio": target.small_ratio,
+                    "large_ratio": target.large_ratio,
+                    "space_ratio": target.space_ratio,
+                    "score": target.score,
+                })
+            })
+            .collect();
+        format.print_json(&json!({
+            "raw": figures(&report.raw),
+            "targets": targets,
+            "winner": report.winner.map(|backend| backend.name()),
+        }));
+    } else {
+        out!("{report}");
+    }
+    Ok(())
+}
+
+/// Runs `shoal bench mon`.
 pub async fn run(session: &Session, args: BenchArgs) -> Result<()> {
-    let BenchCommand::Mon { count, concurrency } = args.command;
+    let BenchCommand::Mon { count, concurrency } = args.command else {
+        bail!("this benchmark needs no cluster");
+    };
     if count == 0 {
         bail!("EINVAL: --count must be > 0");
     }

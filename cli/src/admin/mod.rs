@@ -100,7 +100,8 @@ pub enum AdminCommand {
     Osd(osd::OsdArgs),
     /// Local clusters under one directory: up, down, status.
     Cluster(cluster::ClusterArgs),
-    /// Benchmarks against a running cluster.
+    /// Benchmarks: monitor commands against a running cluster, or the local storage
+    /// engines.
     Bench(bench::BenchArgs),
     /// Placement groups: dump, stat (from the OSDs' own reports).
     Pg(pg::PgArgs),
@@ -149,6 +150,7 @@ async fn dispatch(command: AdminCommand, global: &GlobalArgs) -> Result<()> {
         }
         AdminCommand::Mon(args) => status::mon(&Session::open(global, format)?, args).await,
         AdminCommand::Osd(args) => osd::run(&Session::open(global, format)?, args).await,
+        AdminCommand::Bench(args) if !args.needs_cluster() => bench::run_local(args, format).await,
         AdminCommand::Bench(args) => bench::run(&Session::open(global, format)?, args).await,
         AdminCommand::Pg(args) => pg::run(&Session::open(global, format)?, args).await,
     }
