@@ -205,12 +205,13 @@ pub enum ReadStep {
 }
 
 impl ReadStep {
-    /// Whether the step is cheap enough to run on an async thread: data reads of a bounded
-    /// length up to 64 KiB, and every metadata step.
-    pub fn is_small(&self) -> bool {
+    /// The data bytes the step reads, when bounded: `None` for a read to the end of the
+    /// object (its size is not known here); metadata steps count as 0.
+    pub fn data_len(&self) -> Option<u64> {
         match self {
-            ReadStep::Read { length, .. } => (1..=64 * 1024).contains(length),
-            _ => true,
+            ReadStep::Read { length: 0, .. } => None,
+            ReadStep::Read { length, .. } => Some(*length),
+            _ => Some(0),
         }
     }
 }

@@ -30,7 +30,11 @@ impl Pg {
         self.wait_active(deadline).await?;
         let store = Arc::clone(&node.store);
         let pgid = self.id;
-        let inline = steps.iter().all(ReadStep::is_small);
+        let inline = steps
+            .iter()
+            .map(ReadStep::data_len)
+            .sum::<Option<u64>>()
+            .is_some_and(super::runs_inline);
         super::store_work(inline, move || run_reads(&store, pgid, &object, &steps)).await?
     }
 
