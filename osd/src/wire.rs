@@ -272,19 +272,19 @@ pub fn parse_ops(ops: &[wire::SubOp], max_object_size: u64) -> Result<ParsedOp, 
                 check_len(&write.data)?;
                 Some(WriteOp::Write {
                     offset: write.offset,
-                    data: write.data.to_vec(),
+                    data: write.data.clone(),
                 })
             }
             Op::WriteFull(write) => {
                 check_len(&write.data)?;
                 Some(WriteOp::WriteFull {
-                    data: write.data.to_vec(),
+                    data: write.data.clone(),
                 })
             }
             Op::Append(append) => {
                 check_len(&append.data)?;
                 Some(WriteOp::Append {
-                    data: append.data.to_vec(),
+                    data: append.data.clone(),
                 })
             }
             Op::Truncate(truncate) => Some(WriteOp::Truncate {

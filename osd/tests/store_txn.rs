@@ -158,6 +158,30 @@ fn sub_ops_apply_in_order_within_one_transaction() {
 }
 
 #[test]
+fn later_sub_ops_modify_a_chunk_an_earlier_one_wrote_whole() {
+    // A chunk written whole is held by reference to the op's data until the batch is
+    // built; later sub-ops on it must work on a copy and leave the op's data alone.
+    let (store, _) = memory_store();
+    let object = obj("whole-then-part");
+    let chunk = osd::store::CHUNK_SIZE;
+    let whole: Vec<u8> = (0..2 * chunk).map(|i| (i % 251) as u8).collect();
+    commit(&store, &object, |t| {
+        t.write(0, whole.clone())
+            .write(10, b"patch".to_vec())
+            .zero(chunk as u64 + 5, 3)
+            .push(WriteOp::Truncate {
+                size: 2 * chunk as u64 - 1,
+            });
+    })
+    .unwrap();
+    let mut expected = whole.clone();
+    expected[10..15].copy_from_slice(b"patch");
+    expected[chunk + 5..chunk + 8].fill(0);
+    expected.truncate(2 * chunk - 1);
+    assert_eq!(store.read(PG, &object, 0, 0).unwrap(), expected);
+}
+
+#[test]
 fn versions_grow_by_one_and_respect_epochs() {
     let (store, _) = memory_store();
     let mut last = Eversion::ZERO;

@@ -92,7 +92,7 @@ impl ObjectStore {
         let (version, mtime) = match state {
             Some(state) => {
                 ops.push(WriteOp::WriteFull {
-                    data: state.data.clone(),
+                    data: bytes::Bytes::copy_from_slice(&state.data),
                 });
                 for (name, value) in &state.xattrs {
                     ops.push(WriteOp::SetXattr {

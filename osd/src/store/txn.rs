@@ -7,9 +7,12 @@
 //! the store adds the log entry and the PG info to the same batch. A failing sub-op
 //! therefore leaves no trace.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::ops::Bound;
 use std::time::SystemTime;
+
+use bytes::Bytes;
 
 use clustermap::{Epoch, PgId};
 use kv::{Engine, KeyRange, WriteBatch};
@@ -39,17 +42,17 @@ pub enum WriteOp {
         /// Where the data goes.
         offset: u64,
         /// The bytes.
-        data: Vec<u8>,
+        data: Bytes,
     },
     /// Replaces the object's data (not its xattrs or omap) with `data`. Creates the object.
     WriteFull {
         /// The new content.
-        data: Vec<u8>,
+        data: Bytes,
     },
     /// Writes `data` at the object's current end. Creates the object.
     Append {
         /// The bytes.
-        data: Vec<u8>,
+        data: Bytes,
     },
     /// Sets the object's size: shrinking drops the data beyond, growing adds zeros.
     /// Creates the object.
@@ -196,7 +199,7 @@ impl Transaction {
     }
 
     /// Adds [`WriteOp::Write`].
-    pub fn write(&mut self, offset: u64, data: impl Into<Vec<u8>>) -> &mut Self {
+    pub fn write(&mut self, offset: u64, data: impl Into<Bytes>) -> &mut Self {
         self.push(WriteOp::Write {
             offset,
             data: data.into(),
@@ -204,12 +207,12 @@ impl Transaction {
     }
 
     /// Adds [`WriteOp::WriteFull`].
-    pub fn write_full(&mut self, data: impl Into<Vec<u8>>) -> &mut Self {
+    pub fn write_full(&mut self, data: impl Into<Bytes>) -> &mut Self {
         self.push(WriteOp::WriteFull { data: data.into() })
     }
 
     /// Adds [`WriteOp::Append`].
-    pub fn append(&mut self, data: impl Into<Vec<u8>>) -> &mut Self {
+    pub fn append(&mut self, data: impl Into<Bytes>) -> &mut Self {
         self.push(WriteOp::Append { data: data.into() })
     }
 
@@ -483,7 +486,7 @@ pub(crate) struct Plan {
 }
 
 /// The object as the sub-ops so far have left it.
-struct View<'a> {
+struct View<'a, 'o> {
     ctx: &'a PlanContext<'a>,
     /// The object's metadata when the transaction started.
     before: Option<ObjectInfo>,
@@ -491,8 +494,9 @@ struct View<'a> {
     size: u64,
     /// Stored chunks with an index at or above this are gone (truncate, remove).
     stored_dropped_from: Option<u32>,
-    /// New chunk contents (an empty one is a hole: the stored chunk is deleted).
-    chunks: BTreeMap<u32, Vec<u8>>,
+    /// New chunk contents (an empty one is a hole: the stored chunk is deleted). A chunk
+    /// written whole borrows the op's data, so the bytes are copied once, into the batch.
+    chunks: BTreeMap<u32, Cow<'o, [u8]>>,
     xattrs_cleared: bool,
     xattrs: BTreeMap<String, Option<Vec<u8>>>,
     omap_cleared: bool,
@@ -508,7 +512,7 @@ fn chunk_start(chunk: u32) -> u64 {
     u64::from(chunk) * CHUNK_SIZE as u64
 }
 
-impl<'a> View<'a> {
+impl<'a, 'o> View<'a, 'o> {
     fn new(ctx: &'a PlanContext<'a>, before: Option<ObjectInfo>) -> Self {
         Self {
             ctx,
@@ -559,9 +563,9 @@ impl<'a> View<'a> {
             } else {
                 self.ctx.load_chunk(chunk)?
             };
-            self.chunks.insert(chunk, content);
+            self.chunks.insert(chunk, Cow::Owned(content));
         }
-        Ok(self.chunks.entry(chunk).or_default())
+        Ok(self.chunks.entry(chunk).or_default().to_mut())
     }
 
     /// Forgets stored and pending chunks from `first` on.
@@ -570,7 +574,7 @@ impl<'a> View<'a> {
         self.chunks.retain(|&chunk, _| chunk < first);
     }
 
-    fn write(&mut self, offset: u64, data: &[u8]) -> Result<()> {
+    fn write(&mut self, offset: u64, data: &'o [u8]) -> Result<()> {
         let len = data.len() as u64;
         let end = offset
             .checked_add(len)
@@ -590,7 +594,7 @@ impl<'a> View<'a> {
             let (piece, tail) = rest.split_at(piece_len);
             if piece_len == CHUNK_SIZE {
                 // The whole chunk is replaced: no need to read the old one.
-                self.chunks.insert(chunk, piece.to_vec());
+                self.chunks.insert(chunk, Cow::Borrowed(piece));
             } else {
                 let content = self.chunk_mut(chunk)?;
                 if content.len() < in_chunk + piece_len {
@@ -634,7 +638,7 @@ impl<'a> View<'a> {
             let in_chunk = (position - chunk_start(chunk)) as usize;
             let piece_end = (end - chunk_start(chunk)).min(CHUNK_SIZE as u64) as usize;
             if in_chunk == 0 && piece_end == CHUNK_SIZE {
-                self.chunks.insert(chunk, Vec::new());
+                self.chunks.insert(chunk, Cow::Owned(Vec::new()));
             } else {
                 let content = self.chunk_mut(chunk)?;
                 if content.len() > in_chunk {
@@ -673,7 +677,7 @@ impl<'a> View<'a> {
         Ok(self.ctx.engine.get(self.ctx.keyspace, &key)?.is_some())
     }
 
-    fn apply(&mut self, op: &WriteOp) -> Result<()> {
+    fn apply(&mut self, op: &'o WriteOp) -> Result<()> {
         match op {
             WriteOp::AssertExists => self.require_exists(),
             WriteOp::AssertVersion(expected) => {
