@@ -18,6 +18,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     // Object data crosses the OSD service several times (client, primary, replicas): as
     // `Bytes` it is shared, not copied, between the decoded message and what is sent on.
     config.bytes([".shoal.osd"]);
-    tonic_prost_build::configure().compile_with_config(config, &protos, &["protos"])?;
+    tonic_prost_build::configure()
+        .codec_path("crate::codec::SizedCodec")
+        .compile_with_config(config, &protos, &["protos"])?;
     Ok(())
 }
