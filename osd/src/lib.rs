@@ -8,6 +8,7 @@
 //! * [`daemon`]: startup (store, identity, listen, boot), the tasks, clean shutdown;
 //! * [`node`]: the state the tasks share and map application;
 //! * [`mapfollow`]: the map subscription;
+//! * [`memory`]: handing freed memory back to the kernel;
 //! * [`pg`]: one PG: ordering, versions, replication, reads, peering;
 //! * [`server`]: the `Osd` gRPC service;
 //! * [`wire`]: proto conversions and the op error mapping;
@@ -23,6 +24,7 @@ pub mod config;
 pub mod daemon;
 pub mod heartbeat;
 pub mod mapfollow;
+pub mod memory;
 pub mod node;
 pub mod peers;
 pub mod pg;

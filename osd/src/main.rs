@@ -78,32 +78,6 @@ async fn shutdown_signal() {
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-/// How often a worker thread about to idle hands its freed pages back to the kernel.
-const RELEASE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
-
-/// mimalloc purges a thread's freed pages lazily, from that thread's own later calls, so a
-/// worker that goes idle after a burst keeps them: after 4 MiB reads an OSD stayed at
-/// 260-350 MiB RSS for many seconds. Collecting when a worker parks (at most once a
-/// second per thread) brought it down to what is live, without purging on every free,
-/// which cost a quarter of the 4 MiB throughput.
-fn release_freed_memory() {
-    thread_local! {
-        static LAST_RELEASE: std::cell::Cell<Option<std::time::Instant>> =
-            const { std::cell::Cell::new(None) };
-    }
-    LAST_RELEASE.with(|last| {
-        let now = std::time::Instant::now();
-        if last
-            .get()
-            .is_none_or(|at| now.duration_since(at) >= RELEASE_INTERVAL)
-        {
-            last.set(Some(now));
-            // SAFETY: mi_collect only returns this thread's free memory to the OS.
-            unsafe { libmimalloc_sys::mi_collect(false) };
-        }
-    });
-}
-
 fn main() -> ExitCode {
     let filter = std::env::var("SHOAL_LOG")
         .ok()
@@ -123,7 +97,10 @@ fn main() -> ExitCode {
     };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
-        .on_thread_park(release_freed_memory)
+        .on_thread_park(osd::memory::release_freed_memory)
+        // An idle blocking thread ends after 1 s rather than 10 s (its last large job
+        // may have run within a second of its previous collection).
+        .thread_keep_alive(std::time::Duration::from_secs(1))
         .build()
     {
         Ok(runtime) => runtime,

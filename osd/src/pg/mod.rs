@@ -46,9 +46,13 @@ async fn store_work<T: Send + 'static>(
     if inline {
         return Ok(work());
     }
-    tokio::task::spawn_blocking(work)
-        .await
-        .map_err(|join| OpFailure::new(proto::osd::OpErrorKind::Internal, join.to_string()))
+    tokio::task::spawn_blocking(|| {
+        let done = work();
+        crate::memory::release_freed_memory();
+        done
+    })
+    .await
+    .map_err(|join| OpFailure::new(proto::osd::OpErrorKind::Internal, join.to_string()))
 }
 
 /// What this OSD is for the PG.
