@@ -760,7 +760,10 @@ impl<'a, 'o> View<'a, 'o> {
         let ctx = self.ctx;
         let keyspace = ctx.keyspace;
         let mut batch = WriteBatch::new();
-        if let Some(first) = self.stored_dropped_from {
+        // An object absent when the transaction started has no stored chunks: skipping the
+        // range delete spares the engine a range scan on every new object's write_full.
+        let stored = self.before.is_some();
+        if let Some(first) = self.stored_dropped_from.filter(|_| stored) {
             batch.delete_range(
                 keyspace,
                 object_section(DATA_TAG, ctx.oid, &first.to_be_bytes()),
