@@ -13,6 +13,7 @@
 //! * [`server`]: the `Osd` gRPC service;
 //! * [`wire`]: proto conversions and the op error mapping;
 //! * [`peers`]: channels to other OSDs;
+//! * [`replica_link`]: the stream that carries small replicated writes to one peer;
 //! * [`heartbeat`], [`reporter`]: pings and failure reports, beacons, PG statistics;
 //! * [`status`]: the admin view.
 //!
@@ -28,6 +29,7 @@ pub mod memory;
 pub mod node;
 pub mod peers;
 pub mod pg;
+pub mod replica_link;
 pub mod reporter;
 pub mod server;
 pub mod status;

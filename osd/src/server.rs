@@ -12,14 +12,20 @@ use proto::osd::{
     ListObjectsReply, ListObjectsRequest, OpErrorKind, OpReply, OpRequest, OsdStatusReply,
     OsdStatusRequest, PgQueryReply, PgQueryRequest, PgScanReply, PgScanRequest, PingReply,
     PingRequest, PullObjectReply, PullObjectRequest, PushObjectReply, PushObjectRequest,
-    ReplicateReply, ReplicateRequest, ReplicateStatus, ScannedObject,
+    ReplicateReply, ReplicateRequest, ReplicateStatus, ScannedObject, TaggedReplicate,
+    TaggedReplicateReply,
 };
-use tonic::{Request, Response, Status};
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status, Streaming};
 
 use crate::node::Node;
 use crate::pg::{peering, Pg, Role};
 use crate::store::{Eversion, ObjectId, StoreError};
 use crate::wire::{self, OpFailure, ParsedOp};
+
+/// How many replies to a replication stream may wait to be sent before its writes wait.
+const REPLY_QUEUE: usize = 1024;
 
 /// The longest a request from a newer epoch waits for this OSD to catch up.
 const CATCH_UP_WAIT: Duration = Duration::from_secs(5);
@@ -117,6 +123,45 @@ impl OsdService {
             )));
         }
         Ok(())
+    }
+
+    /// Judges one replicated write (epochs, membership) and applies it as a replica.
+    async fn replicate_one(&self, request: ReplicateRequest) -> ReplicateReply {
+        let node = &self.node;
+        let sender_epoch = Self::epoch32(request.epoch);
+        let refuse = |status: ReplicateStatus, message: String| ReplicateReply {
+            epoch: u64::from(node.epoch()),
+            status: status as i32,
+            message,
+            last_update: None,
+        };
+        if let Err(failure) = self.map_for(sender_epoch).await {
+            return refuse(ReplicateStatus::Failed, failure.message);
+        }
+        let Some(pgid) = wire::pg_from_wire(request.pg.as_ref()) else {
+            return refuse(ReplicateStatus::Failed, "no pg".into());
+        };
+        let member = node
+            .pg(pgid)
+            .filter(|pg| pg.accepts_from(request.from_osd, node.id));
+        let Some(pg) = member else {
+            let status = if sender_epoch < node.epoch() {
+                ReplicateStatus::SenderStale
+            } else {
+                ReplicateStatus::NotMember
+            };
+            return refuse(
+                status,
+                format!(
+                    "at epoch {} osd.{} is not an acting replica of pg {pgid} under osd.{}",
+                    node.epoch(),
+                    node.id,
+                    request.from_osd
+                ),
+            );
+        };
+        let deadline = Instant::now() + node.config.op_timeout();
+        pg.replica_apply(node, request, deadline).await
     }
 
     async fn run_op(
@@ -254,46 +299,46 @@ impl Osd for OsdService {
         &self,
         request: Request<ReplicateRequest>,
     ) -> Result<Response<ReplicateReply>, Status> {
-        let request = request.into_inner();
-        let node = &self.node;
-        let sender_epoch = Self::epoch32(request.epoch);
-        let refuse = |status: ReplicateStatus, message: String| {
-            Response::new(ReplicateReply {
-                epoch: u64::from(node.epoch()),
-                status: status as i32,
-                message,
-                last_update: None,
-            })
-        };
-        if let Err(failure) = self.map_for(sender_epoch).await {
-            return Ok(refuse(ReplicateStatus::Failed, failure.message));
-        }
-        let Some(pgid) = wire::pg_from_wire(request.pg.as_ref()) else {
-            return Ok(refuse(ReplicateStatus::Failed, "no pg".into()));
-        };
-        let member = node
-            .pg(pgid)
-            .filter(|pg| pg.accepts_from(request.from_osd, node.id));
-        let Some(pg) = member else {
-            let status = if sender_epoch < node.epoch() {
-                ReplicateStatus::SenderStale
-            } else {
-                ReplicateStatus::NotMember
-            };
-            return Ok(refuse(
-                status,
-                format!(
-                    "at epoch {} osd.{} is not an acting replica of pg {pgid} under osd.{}",
-                    node.epoch(),
-                    node.id,
-                    request.from_osd
-                ),
-            ));
-        };
-        let deadline = Instant::now() + node.config.op_timeout();
         Ok(Response::new(
-            pg.replica_apply(node, request, deadline).await,
+            self.replicate_one(request.into_inner()).await,
         ))
+    }
+
+    type ReplicateStreamStream = ReceiverStream<Result<TaggedReplicateReply, Status>>;
+
+    async fn replicate_stream(
+        &self,
+        request: Request<Streaming<TaggedReplicate>>,
+    ) -> Result<Response<Self::ReplicateStreamStream>, Status> {
+        let mut writes = request.into_inner();
+        let (replies, outbound) = mpsc::channel(REPLY_QUEUE);
+        let node = Arc::clone(&self.node);
+        tokio::spawn(async move {
+            // Each write runs on its own task: a write waiting for its predecessor must
+            // not hold up the predecessor queued behind it on the same stream.
+            while let Ok(Some(tagged)) = writes.message().await {
+                let service = OsdService::new(Arc::clone(&node));
+                let replies = replies.clone();
+                tokio::spawn(async move {
+                    let reply = match tagged.request {
+                        Some(request) => service.replicate_one(request).await,
+                        None => ReplicateReply {
+                            epoch: u64::from(service.node.epoch()),
+                            status: ReplicateStatus::Failed as i32,
+                            message: "a tagged write without a request".into(),
+                            last_update: None,
+                        },
+                    };
+                    let _ = replies
+                        .send(Ok(TaggedReplicateReply {
+                            tag: tagged.tag,
+                            reply: Some(reply),
+                        }))
+                        .await;
+                });
+            }
+        });
+        Ok(Response::new(ReceiverStream::new(outbound)))
     }
 
     async fn ping(&self, request: Request<PingRequest>) -> Result<Response<PingReply>, Status> {

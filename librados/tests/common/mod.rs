@@ -637,6 +637,13 @@ impl Osd for FakeOsd {
     ) -> Result<Response<ReplicateReply>, Status> {
         Err(Status::unimplemented("fake"))
     }
+    type ReplicateStreamStream = ReceiverStream<Result<TaggedReplicateReply, Status>>;
+    async fn replicate_stream(
+        &self,
+        _: Request<tonic::Streaming<TaggedReplicate>>,
+    ) -> Result<Response<Self::ReplicateStreamStream>, Status> {
+        Err(Status::unimplemented("fake"))
+    }
     async fn ping(&self, _: Request<PingRequest>) -> Result<Response<PingReply>, Status> {
         Err(Status::unimplemented("fake"))
     }

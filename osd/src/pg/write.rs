@@ -15,6 +15,7 @@
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
+use clustermap::ClusterMap;
 use proto::osd::{OpErrorKind, ReplicateReply, ReplicateRequest, ReplicateStatus, SubOp};
 use tokio::task::JoinSet;
 
@@ -126,7 +127,7 @@ impl Pg {
             let node = Arc::clone(node);
             let request = request.clone();
             tasks.spawn(async move {
-                pg.replicate_to(&node, peer, request, interval, deadline)
+                pg.replicate_to(&node, peer, request, inline, interval, deadline)
                     .await
                     .map_err(|_| None)
             });
@@ -177,12 +178,15 @@ impl Pg {
     }
 
     /// Sends one write to one replica until it is durable there, the interval changes
-    /// or the deadline passes.
+    /// or the deadline passes. A `small` write (the bound of inline store work) goes over
+    /// the peer's replication stream; a large one as its own request, so that it neither
+    /// holds up the small ones behind it nor shares one stream's flow-control window.
     async fn replicate_to(
         self: &Arc<Self>,
         node: &Arc<Node>,
         peer: i32,
         mut request: ReplicateRequest,
+        small: bool,
         interval: u64,
         deadline: Instant,
     ) -> Result<(), ReplicaFailure> {
@@ -200,19 +204,10 @@ impl Pg {
                 return Err(ReplicaFailure::Deadline);
             }
             attempt += 1;
-            let map = node.map();
-            let client = map.as_ref().and_then(|map| node.peers.client(map, peer));
-            let reply = match client {
-                Some(mut client) => {
-                    let call = client.replicate(request.clone());
-                    match tokio::time::timeout_at(deadline.into(), call).await {
-                        Ok(Ok(reply)) => Some(reply.into_inner()),
-                        Ok(Err(status)) => {
-                            tracing::debug!(pg = %self.id, peer, %status, attempt, "replicate failed");
-                            None
-                        }
-                        Err(_) => None,
-                    }
+            let reply = match node.map() {
+                Some(map) => {
+                    self.replicate_once(node, &map, peer, &request, small, deadline, attempt)
+                        .await
                 }
                 None => None,
             };
@@ -249,6 +244,40 @@ impl Pg {
                 }
             }
         }
+    }
+
+    /// One attempt to send `request` to `peer` (over its stream when `small`); `None`
+    /// when no reply came.
+    #[allow(clippy::too_many_arguments)]
+    async fn replicate_once(
+        &self,
+        node: &Node,
+        map: &ClusterMap,
+        peer: i32,
+        request: &ReplicateRequest,
+        small: bool,
+        deadline: Instant,
+        attempt: u32,
+    ) -> Option<ReplicateReply> {
+        let outcome = if small {
+            let link = node.peers.link(map, peer)?;
+            link.replicate(request.clone(), deadline)
+                .await
+                .map_err(|error| error.to_string())
+        } else {
+            let mut client = node.peers.client(map, peer)?;
+            match tokio::time::timeout_at(deadline.into(), client.replicate(request.clone())).await
+            {
+                Ok(Ok(reply)) => Ok(reply.into_inner()),
+                Ok(Err(status)) => Err(status.to_string()),
+                Err(_) => Err("no reply before the deadline".to_owned()),
+            }
+        };
+        outcome
+            .inspect_err(|error| {
+                tracing::debug!(pg = %self.id, peer, %error, attempt, "replicate failed");
+            })
+            .ok()
     }
 
     /// Applies a primary's write as a replica (the caller checked epochs and membership).
