@@ -3,6 +3,7 @@
 //!
 //! * [`store`]: the object store (objects, chunks and checksums, xattrs, omap, the PG log
 //!   and PG info, atomic transactions, group-committed durability, recovery installs);
+//! * [`store_pool`]: the threads that run large store work;
 //! * [`syncer`]: the thread that makes applied writes durable for async callers;
 //! * [`config`]: the `[osd]` table of the cluster config;
 //! * [`daemon`]: startup (store, identity, listen, boot), the tasks, clean shutdown;
@@ -34,5 +35,6 @@ pub mod reporter;
 pub mod server;
 pub mod status;
 pub mod store;
+pub mod store_pool;
 pub mod syncer;
 pub mod wire;

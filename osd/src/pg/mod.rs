@@ -38,7 +38,7 @@ fn runs_inline(bytes: u64) -> bool {
     bytes <= INLINE_STORE_BYTES
 }
 
-/// Runs synchronous store work inline or on the blocking pool.
+/// Runs synchronous store work inline or on the store pool.
 async fn store_work<T: Send + 'static>(
     inline: bool,
     work: impl FnOnce() -> T + Send + 'static,
@@ -46,13 +46,9 @@ async fn store_work<T: Send + 'static>(
     if inline {
         return Ok(work());
     }
-    tokio::task::spawn_blocking(|| {
-        let done = work();
-        crate::memory::release_freed_memory();
-        done
-    })
-    .await
-    .map_err(|join| OpFailure::new(proto::osd::OpErrorKind::Internal, join.to_string()))
+    crate::store_pool::run(work)
+        .await
+        .map_err(|error| OpFailure::new(proto::osd::OpErrorKind::Internal, error.to_string()))
 }
 
 /// What this OSD is for the PG.
