@@ -98,8 +98,8 @@ fn main() -> ExitCode {
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .on_thread_park(osd::memory::release_freed_memory)
-        // An idle blocking thread ends after 1 s rather than 10 s (its last large job
-        // may have run within a second of its previous collection).
+        // An idle blocking thread (listing, peering and recovery, status) ends after 1 s
+        // rather than 10 s, so the pages it kept go back with it sooner.
         .thread_keep_alive(std::time::Duration::from_secs(1))
         .build()
     {

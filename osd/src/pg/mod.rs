@@ -27,8 +27,8 @@ use crate::store::{Eversion, ObjectId};
 use crate::wire::OpFailure;
 
 /// Ops moving at most this many data bytes run their store work on the async thread: a
-/// small apply or read costs less than the two thread switches of the blocking pool. Larger
-/// ones (memcpy and checksums of whole chunks) go to the blocking pool so they do not stall
+/// small apply or read costs less than the two thread switches of the store pool. Larger
+/// ones (memcpy and checksums of whole chunks) go to the store pool so they do not stall
 /// the network tasks sharing the worker. An inline apply can still wait on the PG's head
 /// lock while a large apply of the same PG holds it: at most one large apply long.
 const INLINE_STORE_BYTES: u64 = 64 * 1024;
