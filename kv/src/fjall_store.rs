@@ -17,6 +17,7 @@ use fjall::{
 
 use crate::batch::Mutation;
 use crate::engine::{Scan, Store, Visitor};
+use crate::fjall_idle::{IdleRelease, StartError, MARKER_KEYSPACE};
 use crate::{Backend, Error, KeyRange, Options, Result};
 
 pub(crate) struct FjallStore {
@@ -29,6 +30,9 @@ pub(crate) struct FjallStore {
     write_buffer_bytes: u64,
     /// Bytes applied since the memtables were last measured against the budget.
     unchecked_bytes: AtomicU64,
+    /// Collects flushed memtables once writes stop. It holds a clone of `db`; dropping it
+    /// joins its thread, so the database is closed when the store's drop returns.
+    idle_release: IdleRelease,
 }
 
 fn storage_error(error: fjall::Error) -> Error {
@@ -45,6 +49,14 @@ impl FjallStore {
             .worker_threads(1)
             .open()
             .map_err(storage_error)?;
+        let idle_release = IdleRelease::start(db.clone()).map_err(|error| match error {
+            StartError::Keyspace(error) => storage_error(error),
+            StartError::Thread(source) => Error::Io {
+                operation: "start the memtable release thread for",
+                path: path.to_owned(),
+                source,
+            },
+        })?;
         Ok(Self {
             path: path.to_owned(),
             db,
@@ -53,6 +65,7 @@ impl FjallStore {
             memtable_bytes: options.fjall_memtable_bytes,
             write_buffer_bytes: options.fjall_write_buffer_bytes,
             unchecked_bytes: AtomicU64::new(0),
+            idle_release,
         })
     }
 
@@ -193,6 +206,7 @@ impl Store for FjallStore {
             }
         }
         batch.commit().map_err(storage_error)?;
+        self.idle_release.wrote(written);
         self.enforce_write_buffer(written)
     }
 
@@ -206,6 +220,9 @@ impl Store for FjallStore {
         let mut names = Vec::new();
         for name in self.db.list_keyspace_names() {
             let name: &str = &name;
+            if name == MARKER_KEYSPACE {
+                continue;
+            }
             if let Some(handle) = self.keyspace(name, false)? {
                 if handle.first_key_value().is_some() {
                     names.push(name.to_owned());
@@ -222,6 +239,7 @@ mod tests {
     use super::*;
     use crate::engine::{Engine, StoreEngine};
     use crate::WriteBatch;
+    use std::time::{Duration, Instant};
 
     fn active_memtable_bytes(store: &FjallStore) -> u64 {
         let handles = store.handles.read().unwrap();
@@ -263,6 +281,66 @@ mod tests {
             let stored = engine.get(&keyspace, &round.to_be_bytes()).unwrap();
             assert_eq!(stored.as_deref(), Some(&value[..]));
         }
+        drop(engine);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// Superseded tree versions kept, over all keyspaces: each pins the sealed memtables
+    /// (with their values) it references.
+    fn kept_old_versions(store: &FjallStore) -> usize {
+        let handles = store.handles.read().unwrap();
+        handles
+            .values()
+            .map(|handle| handle.tree.version_free_list_len())
+            .sum()
+    }
+
+    #[test]
+    fn flushed_memtables_are_let_go_once_writes_stop() {
+        let dir = std::env::temp_dir().join(format!("kv-fjall-idle-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let options = Options {
+            fjall_write_buffer_bytes: 1 << 20,
+            ..Options::default()
+        };
+        let engine = StoreEngine::new(FjallStore::open(&dir, &options).unwrap());
+        let value = vec![5u8; 64 << 10];
+        // 8 MiB over 8 keyspaces through a 1 MiB write buffer: many rotations and flushes.
+        for round in 0u32..128 {
+            let mut batch = WriteBatch::new();
+            batch.put(
+                &format!("pg{}", round % 8),
+                round.to_be_bytes().to_vec(),
+                value.clone(),
+            );
+            engine.write(batch).unwrap();
+        }
+        // The last write leaves versions behind once its flushes finish; a quiet store then
+        // collects them, keeping at most the version of the one memtable it rotated.
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let mut peak = 0;
+        loop {
+            let kept = kept_old_versions(engine.store());
+            peak = peak.max(kept);
+            if peak > 1 && kept <= 1 {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "still {kept} superseded versions kept (peak {peak}) 20 s after the last write"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        for round in 0u32..128 {
+            let stored = engine
+                .get(&format!("pg{}", round % 8), &round.to_be_bytes())
+                .unwrap();
+            assert_eq!(stored.as_deref(), Some(&value[..]));
+        }
+        drop(engine);
+        // The release thread held a database handle: the directory reopens at once.
+        let engine = StoreEngine::new(FjallStore::open(&dir, &options).unwrap());
+        assert!(engine.get("pg0", &0u32.to_be_bytes()).unwrap().is_some());
         drop(engine);
         std::fs::remove_dir_all(&dir).unwrap();
     }

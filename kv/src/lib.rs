@@ -32,6 +32,7 @@ mod batch;
 pub mod bench;
 mod engine;
 mod error;
+mod fjall_idle;
 mod fjall_store;
 mod group_commit;
 pub mod keys;
