@@ -5,6 +5,10 @@
 //! Names are checked before anything is sent: an empty object name, or one longer than
 //! [`MAX_NAME_BYTES`], is [`RadosError::InvalidArgument`]; an op carrying more data than an
 //! OSD accepts in one message is [`RadosError::TooLarge`].
+//!
+//! Writes of at most [`STREAMED_WRITE_BYTES`] go to the primary over its op stream (one
+//! message each way, see `proto::link`); larger writes and all reads are unary calls, so a
+//! large message never queues small ones behind it on a stream.
 
 use std::collections::BTreeMap;
 
@@ -24,6 +28,10 @@ pub const MAX_NAME_BYTES: usize = 2048;
 
 /// Room kept in a message for everything but the data (names, framing).
 const MESSAGE_OVERHEAD: usize = 1 << 20;
+
+/// The largest write (encoded request) sent over the op stream rather than as its own call;
+/// the same bound as the OSDs' replication stream.
+const STREAMED_WRITE_BYTES: usize = 64 << 10;
 
 /// Operations on the objects of one pool and namespace; cheap to clone.
 #[derive(Clone, Debug)]
@@ -126,6 +134,7 @@ impl IoCtx {
             ops,
         };
         let expected = base.ops.len();
+        let streamed = write && prost::Message::encoded_len(&base) <= STREAMED_WRITE_BYTES;
         let label_ref = label.as_str();
         let reply = self
             .rados
@@ -145,8 +154,15 @@ impl IoCtx {
                         seed: attempt.pgid.ps,
                     });
                     let mut client = attempt.client;
+                    let link = attempt.link;
                     async move {
-                        let reply = client.op(request).await?.into_inner();
+                        let reply = if streamed {
+                            link.call(request).await.map_err(|error| {
+                                tonic::Status::unavailable(format!("op stream: {error}"))
+                            })?
+                        } else {
+                            client.op(request).await?.into_inner()
+                        };
                         Ok(match &reply.error {
                             None => Answer::Done(reply),
                             Some(error) => {

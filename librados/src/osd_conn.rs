@@ -1,12 +1,14 @@
 //! Connections to OSDs: one lazily connected tonic channel per OSD address, shared by every
 //! op to that OSD (HTTP/2 multiplexes them, so concurrent ops need no pool of their own).
 //! A channel that failed is dropped ([`OsdConns::forget`]) so the next op reconnects, and
-//! an OSD that restarts at a new address simply gets a new channel.
+//! an OSD that restarts at a new address simply gets a new channel. Over each channel, one
+//! [`OpLink`] stream carries the small writes (see [`crate::ioctx`]).
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use proto::link::OpLink;
 use proto::osd::osd_client::OsdClient;
 use tonic::transport::{Channel, Endpoint};
 
@@ -17,6 +19,7 @@ use crate::error::RadosError;
 pub(crate) struct OsdConns {
     connect_timeout: Duration,
     channels: Mutex<HashMap<String, Channel>>,
+    links: Mutex<HashMap<String, Arc<OpLink>>>,
 }
 
 impl OsdConns {
@@ -24,11 +27,42 @@ impl OsdConns {
         OsdConns {
             connect_timeout,
             channels: Mutex::new(HashMap::new()),
+            links: Mutex::new(HashMap::new()),
         }
     }
 
     /// A client for the OSD at `addr` (connecting on first use).
     pub(crate) fn client(&self, osd: i32, addr: &str) -> Result<OsdClient<Channel>, RadosError> {
+        Ok(Self::limited(self.channel(osd, addr)?))
+    }
+
+    /// The op stream to the OSD at `addr`, opened if there is none or the last one closed.
+    pub(crate) fn op_link(&self, osd: i32, addr: &str) -> Result<Arc<OpLink>, RadosError> {
+        let mut links = self
+            .links
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some(link) = links.get(addr) {
+            if !link.is_closed() {
+                return Ok(Arc::clone(link));
+            }
+        }
+        let client = Self::limited(self.channel(osd, addr)?);
+        let link = OpLink::open(addr.to_owned(), format!("osd.{osd}"), move |ops| {
+            let mut client = client;
+            async move { client.op_stream(ops).await }
+        });
+        links.insert(addr.to_owned(), Arc::clone(&link));
+        Ok(link)
+    }
+
+    fn limited(channel: Channel) -> OsdClient<Channel> {
+        OsdClient::new(channel)
+            .max_decoding_message_size(proto::MAX_MESSAGE_BYTES)
+            .max_encoding_message_size(proto::MAX_MESSAGE_BYTES)
+    }
+
+    fn channel(&self, osd: i32, addr: &str) -> Result<Channel, RadosError> {
         let mut channels = self
             .channels
             .lock()
@@ -56,14 +90,16 @@ impl OsdConns {
                 channel
             }
         };
-        Ok(OsdClient::new(channel)
-            .max_decoding_message_size(proto::MAX_MESSAGE_BYTES)
-            .max_encoding_message_size(proto::MAX_MESSAGE_BYTES))
+        Ok(channel)
     }
 
-    /// Drops the channel to `addr` after a transport failure.
+    /// Drops the channel to `addr`, and the op stream over it, after a transport failure.
     pub(crate) fn forget(&self, addr: &str) {
         self.channels
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .remove(addr);
+        self.links
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
             .remove(addr);

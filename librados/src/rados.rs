@@ -25,6 +25,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use clustermap::{ClusterMap, OsdId, PgId, PoolId};
+use proto::link::OpLink;
 use proto::osd::osd_client::OsdClient;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -110,6 +111,8 @@ impl<T> Answer<T> {
 pub(crate) struct Attempt {
     /// The OSD client of the primary.
     pub(crate) client: OsdClient<Channel>,
+    /// The op stream to the primary, for small writes.
+    pub(crate) link: Arc<OpLink>,
     /// The map's epoch.
     pub(crate) epoch: u64,
     /// The PG.
@@ -492,9 +495,11 @@ impl Rados {
                 }
             };
             let client = self.inner.conns.client(osd, &addr)?;
+            let link = self.inner.conns.op_link(osd, &addr)?;
             attempts += 1;
             let call = attempt(Attempt {
                 client,
+                link,
                 epoch,
                 pgid,
                 osd,

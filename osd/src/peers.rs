@@ -66,7 +66,7 @@ impl Peers {
                 return Some(Arc::clone(link));
             }
         }
-        let link = ReplicaLink::open(addr, channel, osd);
+        let link = crate::replica_link::open(addr, channel, osd);
         links.insert(osd, Arc::clone(&link));
         Some(link)
     }

@@ -12,8 +12,8 @@ use proto::osd::{
     ListObjectsReply, ListObjectsRequest, OpErrorKind, OpReply, OpRequest, OsdStatusReply,
     OsdStatusRequest, PgQueryReply, PgQueryRequest, PgScanReply, PgScanRequest, PingReply,
     PingRequest, PullObjectReply, PullObjectRequest, PushObjectReply, PushObjectRequest,
-    ReplicateReply, ReplicateRequest, ReplicateStatus, ScannedObject, TaggedReplicate,
-    TaggedReplicateReply,
+    ReplicateReply, ReplicateRequest, ReplicateStatus, ScannedObject, TaggedOp, TaggedOpReply,
+    TaggedReplicate, TaggedReplicateReply,
 };
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
@@ -24,7 +24,8 @@ use crate::pg::{peering, Pg, Role};
 use crate::store::{Eversion, ObjectId, StoreError};
 use crate::wire::{self, OpFailure, ParsedOp};
 
-/// How many replies to a replication stream may wait to be sent before its writes wait.
+/// How many replies to a stream of tagged requests may wait to be sent before its
+/// requests wait.
 const REPLY_QUEUE: usize = 1024;
 
 /// The longest a request from a newer epoch waits for this OSD to catch up.
@@ -204,16 +205,13 @@ impl OsdService {
             }
         })
     }
-}
 
-#[tonic::async_trait]
-impl Osd for OsdService {
-    async fn op(&self, request: Request<OpRequest>) -> Result<Response<OpReply>, Status> {
-        let request = request.into_inner();
+    /// Runs one client op and builds its reply, failures included.
+    async fn answer_op(&self, request: OpRequest) -> OpReply {
         let sub_ops = request.ops.len();
         let outcome = self.run_op(request).await;
         let epoch = u64::from(self.node.epoch());
-        Ok(Response::new(match outcome {
+        match outcome {
             Ok((version, mut results)) => {
                 // Writes (and guards) answer one empty result per sub-op.
                 if results.is_empty() {
@@ -235,7 +233,71 @@ impl Osd for OsdService {
                     results: Vec::new(),
                 }
             }
-        }))
+        }
+    }
+
+    /// Serves a stream of tagged requests: each runs on its own task (one waiting for its
+    /// predecessor on the same object must not hold up the predecessor queued behind it),
+    /// and its reply goes back under its tag as soon as it is ready.
+    fn serve_tagged<Q, A, F, Fut>(
+        node: &Arc<Node>,
+        mut requests: Streaming<Q>,
+        answer: F,
+    ) -> ReceiverStream<Result<A, Status>>
+    where
+        Q: Send + 'static,
+        A: Send + 'static,
+        F: Fn(OsdService, Q) -> Fut + Clone + Send + 'static,
+        Fut: std::future::Future<Output = A> + Send + 'static,
+    {
+        let (replies, outbound) = mpsc::channel(REPLY_QUEUE);
+        let node = Arc::clone(node);
+        tokio::spawn(async move {
+            while let Ok(Some(request)) = requests.message().await {
+                let service = OsdService::new(Arc::clone(&node));
+                let replies = replies.clone();
+                let answer = answer.clone();
+                tokio::spawn(async move {
+                    let _ = replies.send(Ok(answer(service, request).await)).await;
+                });
+            }
+        });
+        ReceiverStream::new(outbound)
+    }
+}
+
+#[tonic::async_trait]
+impl Osd for OsdService {
+    async fn op(&self, request: Request<OpRequest>) -> Result<Response<OpReply>, Status> {
+        Ok(Response::new(self.answer_op(request.into_inner()).await))
+    }
+
+    type OpStreamStream = ReceiverStream<Result<TaggedOpReply, Status>>;
+
+    async fn op_stream(
+        &self,
+        request: Request<Streaming<TaggedOp>>,
+    ) -> Result<Response<Self::OpStreamStream>, Status> {
+        let replies = Self::serve_tagged(
+            &self.node,
+            request.into_inner(),
+            |service, tagged: TaggedOp| async move {
+                let reply = match tagged.request {
+                    Some(request) => service.answer_op(request).await,
+                    None => OpReply {
+                        epoch: u64::from(service.node.epoch()),
+                        error: Some(OpFailure::invalid("a tagged op without a request").to_wire()),
+                        version: None,
+                        results: Vec::new(),
+                    },
+                };
+                TaggedOpReply {
+                    tag: tagged.tag,
+                    reply: Some(reply),
+                }
+            },
+        );
+        Ok(Response::new(replies))
     }
 
     async fn list_objects(
@@ -310,35 +372,26 @@ impl Osd for OsdService {
         &self,
         request: Request<Streaming<TaggedReplicate>>,
     ) -> Result<Response<Self::ReplicateStreamStream>, Status> {
-        let mut writes = request.into_inner();
-        let (replies, outbound) = mpsc::channel(REPLY_QUEUE);
-        let node = Arc::clone(&self.node);
-        tokio::spawn(async move {
-            // Each write runs on its own task: a write waiting for its predecessor must
-            // not hold up the predecessor queued behind it on the same stream.
-            while let Ok(Some(tagged)) = writes.message().await {
-                let service = OsdService::new(Arc::clone(&node));
-                let replies = replies.clone();
-                tokio::spawn(async move {
-                    let reply = match tagged.request {
-                        Some(request) => service.replicate_one(request).await,
-                        None => ReplicateReply {
-                            epoch: u64::from(service.node.epoch()),
-                            status: ReplicateStatus::Failed as i32,
-                            message: "a tagged write without a request".into(),
-                            last_update: None,
-                        },
-                    };
-                    let _ = replies
-                        .send(Ok(TaggedReplicateReply {
-                            tag: tagged.tag,
-                            reply: Some(reply),
-                        }))
-                        .await;
-                });
-            }
-        });
-        Ok(Response::new(ReceiverStream::new(outbound)))
+        let replies = Self::serve_tagged(
+            &self.node,
+            request.into_inner(),
+            |service, tagged: TaggedReplicate| async move {
+                let reply = match tagged.request {
+                    Some(request) => service.replicate_one(request).await,
+                    None => ReplicateReply {
+                        epoch: u64::from(service.node.epoch()),
+                        status: ReplicateStatus::Failed as i32,
+                        message: "a tagged write without a request".into(),
+                        last_update: None,
+                    },
+                };
+                TaggedReplicateReply {
+                    tag: tagged.tag,
+                    reply: Some(reply),
+                }
+            },
+        );
+        Ok(Response::new(replies))
     }
 
     async fn ping(&self, request: Request<PingRequest>) -> Result<Response<PingReply>, Status> {

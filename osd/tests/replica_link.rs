@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use osd::peers::channel_to;
-use osd::replica_link::{LinkError, ReplicaLink};
+use osd::replica_link::{self, LinkError};
 use proto::osd::osd_server::{Osd, OsdServer};
 use proto::osd::*;
 use tokio::net::TcpListener;
@@ -45,6 +45,13 @@ fn echo(write: &TaggedReplicate) -> TaggedReplicateReply {
 #[tonic::async_trait]
 impl Osd for ScriptedPeer {
     async fn op(&self, _: Request<OpRequest>) -> Result<Response<OpReply>, Status> {
+        Err(Status::unimplemented("scripted"))
+    }
+    type OpStreamStream = ReceiverStream<Result<TaggedOpReply, Status>>;
+    async fn op_stream(
+        &self,
+        _: Request<Streaming<TaggedOp>>,
+    ) -> Result<Response<Self::OpStreamStream>, Status> {
         Err(Status::unimplemented("scripted"))
     }
     async fn list_objects(
@@ -152,12 +159,12 @@ async fn replies_find_their_writes_whatever_their_order() {
         batch: WRITES as usize,
     })
     .await;
-    let link = ReplicaLink::open(addr.clone(), channel_to(&addr).unwrap(), 1);
+    let link = replica_link::open(addr.clone(), channel_to(&addr).unwrap(), 1);
     let deadline = Instant::now() + Duration::from_secs(10);
     let mut writes = tokio::task::JoinSet::new();
     for epoch in 1..=WRITES {
         let link = Arc::clone(&link);
-        writes.spawn(async move { (epoch, link.replicate(write_at(epoch), deadline).await) });
+        writes.spawn(async move { (epoch, link.call_until(write_at(epoch), deadline).await) });
     }
     let mut answered = Vec::new();
     while let Some(done) = writes.join_next().await {
@@ -179,10 +186,10 @@ async fn replies_find_their_writes_whatever_their_order() {
 #[tokio::test]
 async fn a_stream_that_ends_fails_its_waiting_writes_at_once() {
     let (addr, _) = start_peer(Script::FailOnFirstWrite).await;
-    let link = ReplicaLink::open(addr.clone(), channel_to(&addr).unwrap(), 1);
+    let link = replica_link::open(addr.clone(), channel_to(&addr).unwrap(), 1);
     let started = Instant::now();
     let deadline = started + Duration::from_secs(30);
-    let outcome = link.replicate(write_at(1), deadline).await;
+    let outcome = link.call_until(write_at(1), deadline).await;
     assert!(
         matches!(outcome, Err(LinkError::Closed)),
         "expected a closed link, got {outcome:?}"
@@ -192,7 +199,7 @@ async fn a_stream_that_ends_fails_its_waiting_writes_at_once() {
         "the write waited for its deadline instead of failing with the stream"
     );
     assert!(link.is_closed());
-    let again = link.replicate(write_at(2), deadline).await;
+    let again = link.call_until(write_at(2), deadline).await;
     assert!(matches!(again, Err(LinkError::Closed)));
 }
 
@@ -205,10 +212,10 @@ async fn a_link_to_a_dead_address_closes_without_waiting_for_the_deadline() {
         .local_addr()
         .unwrap()
         .to_string();
-    let link = ReplicaLink::open(addr.clone(), channel_to(&addr).unwrap(), 1);
+    let link = replica_link::open(addr.clone(), channel_to(&addr).unwrap(), 1);
     let started = Instant::now();
     let outcome = link
-        .replicate(write_at(1), started + Duration::from_secs(30))
+        .call_until(write_at(1), started + Duration::from_secs(30))
         .await;
     assert!(matches!(outcome, Err(LinkError::Closed)), "got {outcome:?}");
     assert!(started.elapsed() < Duration::from_secs(10));

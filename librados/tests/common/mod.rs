@@ -586,6 +586,39 @@ impl Osd for FakeOsd {
         }
     }
 
+    type OpStreamStream = ReceiverStream<Result<TaggedOpReply, Status>>;
+    async fn op_stream(
+        &self,
+        request: Request<tonic::Streaming<TaggedOp>>,
+    ) -> Result<Response<Self::OpStreamStream>, Status> {
+        // Each op as if it came alone, on its own task; a failed one ends the stream.
+        let mut ops = request.into_inner();
+        let (replies, outbound) = tokio::sync::mpsc::channel(1024);
+        let (id, maps, shared) = (self.id, self.maps.clone(), Arc::clone(&self.shared));
+        tokio::spawn(async move {
+            while let Ok(Some(tagged)) = ops.message().await {
+                let osd = FakeOsd {
+                    id,
+                    maps: maps.clone(),
+                    shared: Arc::clone(&shared),
+                };
+                let replies = replies.clone();
+                tokio::spawn(async move {
+                    let request = tagged.request.unwrap_or_default();
+                    let answer = osd
+                        .op(Request::new(request))
+                        .await
+                        .map(|reply| TaggedOpReply {
+                            tag: tagged.tag,
+                            reply: Some(reply.into_inner()),
+                        });
+                    let _ = replies.send(answer).await;
+                });
+            }
+        });
+        Ok(Response::new(ReceiverStream::new(outbound)))
+    }
+
     async fn list_objects(
         &self,
         request: Request<ListObjectsRequest>,

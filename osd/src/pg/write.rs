@@ -261,7 +261,7 @@ impl Pg {
     ) -> Option<ReplicateReply> {
         let outcome = if small {
             let link = node.peers.link(map, peer)?;
-            link.replicate(request.clone(), deadline)
+            link.call_until(request.clone(), deadline)
                 .await
                 .map_err(|error| error.to_string())
         } else {
