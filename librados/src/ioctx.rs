@@ -153,15 +153,14 @@ impl IoCtx {
                         pool: attempt.pgid.pool,
                         seed: attempt.pgid.ps,
                     });
+                    let link = streamed.then(|| attempt.op_link());
                     let mut client = attempt.client;
-                    let link = attempt.link;
                     async move {
-                        let reply = if streamed {
-                            link.call(request).await.map_err(|error| {
+                        let reply = match link {
+                            Some(link) => link.call(request).await.map_err(|error| {
                                 tonic::Status::unavailable(format!("op stream: {error}"))
-                            })?
-                        } else {
-                            client.op(request).await?.into_inner()
+                            })?,
+                            None => client.op(request).await?.into_inner(),
                         };
                         Ok(match &reply.error {
                             None => Answer::Done(reply),

@@ -36,24 +36,26 @@ impl OsdConns {
         Ok(Self::limited(self.channel(osd, addr)?))
     }
 
-    /// The op stream to the OSD at `addr`, opened if there is none or the last one closed.
-    pub(crate) fn op_link(&self, osd: i32, addr: &str) -> Result<Arc<OpLink>, RadosError> {
+    /// The op stream to the OSD at `addr`, opened over `client` (a client of that address)
+    /// if there is none or the last one closed.
+    pub(crate) fn op_link(&self, osd: i32, addr: &str, client: &OsdClient<Channel>) -> Arc<OpLink> {
         let mut links = self
             .links
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
         if let Some(link) = links.get(addr) {
             if !link.is_closed() {
-                return Ok(Arc::clone(link));
+                return Arc::clone(link);
             }
         }
-        let client = Self::limited(self.channel(osd, addr)?);
-        let link = OpLink::open(addr.to_owned(), format!("osd.{osd}"), move |ops| {
-            let mut client = client;
-            async move { client.op_stream(ops).await }
-        });
+        let mut client = client.clone();
+        let link = OpLink::open(
+            addr.to_owned(),
+            format!("osd.{osd}"),
+            move |ops| async move { client.op_stream(ops).await },
+        );
         links.insert(addr.to_owned(), Arc::clone(&link));
-        Ok(link)
+        link
     }
 
     fn limited(channel: Channel) -> OsdClient<Channel> {

@@ -111,8 +111,9 @@ impl<T> Answer<T> {
 pub(crate) struct Attempt {
     /// The OSD client of the primary.
     pub(crate) client: OsdClient<Channel>,
-    /// The op stream to the primary, for small writes.
-    pub(crate) link: Arc<OpLink>,
+    /// The primary's address, and the connections to open its op stream from.
+    addr: String,
+    conns: Arc<OsdConns>,
     /// The map's epoch.
     pub(crate) epoch: u64,
     /// The PG.
@@ -121,13 +122,20 @@ pub(crate) struct Attempt {
     pub(crate) osd: OsdId,
 }
 
+impl Attempt {
+    /// The op stream to the primary, for small writes (opened on first use).
+    pub(crate) fn op_link(&self) -> Arc<OpLink> {
+        self.conns.op_link(self.osd, &self.addr, &self.client)
+    }
+}
+
 struct Inner {
     mon: MonClient,
     config: ClientConfig,
     client_id: u64,
     next_tid: AtomicU64,
     maps: watch::Sender<Arc<ClusterMap>>,
-    conns: OsdConns,
+    conns: Arc<OsdConns>,
     follower: JoinHandle<()>,
 }
 
@@ -246,7 +254,7 @@ impl Rados {
         );
         Ok(Rados {
             inner: Arc::new(Inner {
-                conns: OsdConns::new(config.connect_timeout),
+                conns: Arc::new(OsdConns::new(config.connect_timeout)),
                 mon,
                 config,
                 client_id,
@@ -495,11 +503,11 @@ impl Rados {
                 }
             };
             let client = self.inner.conns.client(osd, &addr)?;
-            let link = self.inner.conns.op_link(osd, &addr)?;
             attempts += 1;
             let call = attempt(Attempt {
                 client,
-                link,
+                addr: addr.clone(),
+                conns: Arc::clone(&self.inner.conns),
                 epoch,
                 pgid,
                 osd,

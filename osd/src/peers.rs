@@ -5,10 +5,8 @@
 //! are made large enough for whole 4 MiB objects to stream without stalls.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
-
-use std::sync::Arc;
 
 use clustermap::{ClusterMap, OsdId};
 use proto::osd::osd_client::OsdClient;

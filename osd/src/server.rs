@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use clustermap::{ClusterMap, Epoch, PgId};
+use proto::link::Tagged;
 use proto::osd::osd_server::Osd;
 use proto::osd::{
     ListObjectsReply, ListObjectsRequest, OpErrorKind, OpReply, OpRequest, OsdStatusReply,
@@ -238,27 +239,34 @@ impl OsdService {
 
     /// Serves a stream of tagged requests: each runs on its own task (one waiting for its
     /// predecessor on the same object must not hold up the predecessor queued behind it),
-    /// and its reply goes back under its tag as soon as it is ready.
+    /// and its reply goes back under its tag as soon as it is ready. A message without a
+    /// request is answered with `missing`.
     fn serve_tagged<Q, A, F, Fut>(
         node: &Arc<Node>,
         mut requests: Streaming<Q>,
         answer: F,
+        missing: fn(&OsdService) -> A::Inner,
     ) -> ReceiverStream<Result<A, Status>>
     where
-        Q: Send + 'static,
-        A: Send + 'static,
-        F: Fn(OsdService, Q) -> Fut + Clone + Send + 'static,
-        Fut: std::future::Future<Output = A> + Send + 'static,
+        Q: Tagged,
+        A: Tagged,
+        F: Fn(OsdService, Q::Inner) -> Fut + Clone + Send + 'static,
+        Fut: std::future::Future<Output = A::Inner> + Send + 'static,
     {
         let (replies, outbound) = mpsc::channel(REPLY_QUEUE);
         let node = Arc::clone(node);
         tokio::spawn(async move {
-            while let Ok(Some(request)) = requests.message().await {
+            while let Ok(Some(message)) = requests.message().await {
                 let service = OsdService::new(Arc::clone(&node));
                 let replies = replies.clone();
                 let answer = answer.clone();
                 tokio::spawn(async move {
-                    let _ = replies.send(Ok(answer(service, request).await)).await;
+                    let (tag, request) = message.untag();
+                    let reply = match request {
+                        Some(request) => answer(service, request).await,
+                        None => missing(&service),
+                    };
+                    let _ = replies.send(Ok(A::tag(tag, reply))).await;
                 });
             }
         });
@@ -278,23 +286,15 @@ impl Osd for OsdService {
         &self,
         request: Request<Streaming<TaggedOp>>,
     ) -> Result<Response<Self::OpStreamStream>, Status> {
-        let replies = Self::serve_tagged(
+        let replies = Self::serve_tagged::<TaggedOp, TaggedOpReply, _, _>(
             &self.node,
             request.into_inner(),
-            |service, tagged: TaggedOp| async move {
-                let reply = match tagged.request {
-                    Some(request) => service.answer_op(request).await,
-                    None => OpReply {
-                        epoch: u64::from(service.node.epoch()),
-                        error: Some(OpFailure::invalid("a tagged op without a request").to_wire()),
-                        version: None,
-                        results: Vec::new(),
-                    },
-                };
-                TaggedOpReply {
-                    tag: tagged.tag,
-                    reply: Some(reply),
-                }
+            |service, request| async move { service.answer_op(request).await },
+            |service| OpReply {
+                epoch: u64::from(service.node.epoch()),
+                error: Some(OpFailure::invalid("a tagged op without a request").to_wire()),
+                version: None,
+                results: Vec::new(),
             },
         );
         Ok(Response::new(replies))
@@ -372,23 +372,15 @@ impl Osd for OsdService {
         &self,
         request: Request<Streaming<TaggedReplicate>>,
     ) -> Result<Response<Self::ReplicateStreamStream>, Status> {
-        let replies = Self::serve_tagged(
+        let replies = Self::serve_tagged::<TaggedReplicate, TaggedReplicateReply, _, _>(
             &self.node,
             request.into_inner(),
-            |service, tagged: TaggedReplicate| async move {
-                let reply = match tagged.request {
-                    Some(request) => service.replicate_one(request).await,
-                    None => ReplicateReply {
-                        epoch: u64::from(service.node.epoch()),
-                        status: ReplicateStatus::Failed as i32,
-                        message: "a tagged write without a request".into(),
-                        last_update: None,
-                    },
-                };
-                TaggedReplicateReply {
-                    tag: tagged.tag,
-                    reply: Some(reply),
-                }
+            |service, request| async move { service.replicate_one(request).await },
+            |service| ReplicateReply {
+                epoch: u64::from(service.node.epoch()),
+                status: ReplicateStatus::Failed as i32,
+                message: "a tagged write without a request".into(),
+                last_update: None,
             },
         );
         Ok(Response::new(replies))

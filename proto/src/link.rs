@@ -25,20 +25,16 @@ use crate::osd::{
 /// How many requests may wait to be sent on one link before senders wait.
 const SEND_QUEUE: usize = 1024;
 
-/// A stream message that carries one request under a tag.
+/// A stream message that carries one request or reply under a tag (the reply repeats its
+/// request's tag). The client side of a link wraps requests and unwraps replies; a server
+/// of the stream does the reverse.
 pub trait Tagged: Send + 'static {
-    /// The request inside.
-    type Request: Send + 'static;
-    /// Wraps `request` under `tag`.
-    fn tag(tag: u64, request: Self::Request) -> Self;
-}
-
-/// A stream message that answers the request with the same tag.
-pub trait TaggedAnswer: Send + 'static {
-    /// The reply inside.
-    type Reply: Send + 'static;
-    /// The tag and the reply (absent only from a broken peer).
-    fn untag(self) -> (u64, Option<Self::Reply>);
+    /// The request or reply inside.
+    type Inner: Send + 'static;
+    /// Wraps `inner` under `tag`.
+    fn tag(tag: u64, inner: Self::Inner) -> Self;
+    /// The tag and what it carries (absent only from a broken peer).
+    fn untag(self) -> (u64, Option<Self::Inner>);
 }
 
 /// Why a call on a link got no reply.
@@ -55,15 +51,15 @@ pub enum LinkError {
 type Waiters<R> = Mutex<HashMap<u64, oneshot::Sender<R>>>;
 
 /// A stream of tagged requests `Q` to one peer at one address, answered by tagged replies `A`.
-pub struct Link<Q: Tagged, A: TaggedAnswer> {
+pub struct Link<Q: Tagged, A: Tagged> {
     addr: String,
     outbound: mpsc::Sender<Q>,
-    waiting: Waiters<A::Reply>,
+    waiting: Waiters<A::Inner>,
     next_tag: AtomicU64,
     closed: AtomicBool,
 }
 
-impl<Q: Tagged, A: TaggedAnswer> std::fmt::Debug for Link<Q, A> {
+impl<Q: Tagged, A: Tagged> std::fmt::Debug for Link<Q, A> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Link")
             .field("addr", &self.addr)
@@ -72,7 +68,7 @@ impl<Q: Tagged, A: TaggedAnswer> std::fmt::Debug for Link<Q, A> {
     }
 }
 
-impl<Q: Tagged, A: TaggedAnswer> Link<Q, A> {
+impl<Q: Tagged, A: Tagged> Link<Q, A> {
     /// Opens a link to the peer at `addr` (named `peer` in logs): `start` makes the
     /// streaming call with the outbound messages. The stream is opened in the background,
     /// so a dead peer shows as a closed link, not as an error here.
@@ -127,13 +123,13 @@ impl<Q: Tagged, A: TaggedAnswer> Link<Q, A> {
         self.closed.load(Ordering::Acquire)
     }
 
-    fn waiting(&self) -> MutexGuard<'_, HashMap<u64, oneshot::Sender<A::Reply>>> {
+    fn waiting(&self) -> MutexGuard<'_, HashMap<u64, oneshot::Sender<A::Inner>>> {
         self.waiting
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    fn deliver(&self, tag: u64, reply: Option<A::Reply>) {
+    fn deliver(&self, tag: u64, reply: Option<A::Inner>) {
         let waiter = self.waiting().remove(&tag);
         if let (Some(waiter), Some(reply)) = (waiter, reply) {
             let _ = waiter.send(reply);
@@ -148,7 +144,7 @@ impl<Q: Tagged, A: TaggedAnswer> Link<Q, A> {
 
     /// Sends one request and waits for its reply. Dropping the future (a caller's timeout)
     /// forgets the request; a reply that still comes is discarded.
-    pub async fn call(&self, request: Q::Request) -> Result<A::Reply, LinkError> {
+    pub async fn call(&self, request: Q::Inner) -> Result<A::Inner, LinkError> {
         let tag = self.next_tag.fetch_add(1, Ordering::Relaxed);
         let (reply_to, reply) = oneshot::channel();
         self.waiting().insert(tag, reply_to);
@@ -168,9 +164,9 @@ impl<Q: Tagged, A: TaggedAnswer> Link<Q, A> {
     /// [`Link::call`] that gives up at `deadline`.
     pub async fn call_until(
         &self,
-        request: Q::Request,
+        request: Q::Inner,
         deadline: std::time::Instant,
-    ) -> Result<A::Reply, LinkError> {
+    ) -> Result<A::Inner, LinkError> {
         tokio::time::timeout_at(deadline.into(), self.call(request))
             .await
             .unwrap_or(Err(LinkError::Deadline))
@@ -178,41 +174,41 @@ impl<Q: Tagged, A: TaggedAnswer> Link<Q, A> {
 }
 
 /// Removes a call's waiter when the call ends, however it ends.
-struct Forget<'l, Q: Tagged, A: TaggedAnswer> {
+struct Forget<'l, Q: Tagged, A: Tagged> {
     link: &'l Link<Q, A>,
     tag: u64,
 }
 
-impl<Q: Tagged, A: TaggedAnswer> Drop for Forget<'_, Q, A> {
+impl<Q: Tagged, A: Tagged> Drop for Forget<'_, Q, A> {
     fn drop(&mut self) {
         self.link.waiting().remove(&self.tag);
     }
 }
 
-/// Makes a pair of generated stream messages a [`Tagged`] request and its [`TaggedAnswer`].
-macro_rules! tagged_pair {
-    ($tagged:ident($request:ident) answered by $answer:ident($reply:ident)) => {
-        impl Tagged for $tagged {
-            type Request = $request;
-            fn tag(tag: u64, request: $request) -> Self {
-                $tagged {
+/// Makes generated stream messages [`Tagged`]: each has a `tag` and one optional field.
+macro_rules! tagged {
+    ($($message:ident($field:ident: $inner:ident)),* $(,)?) => {$(
+        impl Tagged for $message {
+            type Inner = $inner;
+            fn tag(tag: u64, inner: $inner) -> Self {
+                $message {
                     tag,
-                    request: Some(request),
+                    $field: Some(inner),
                 }
             }
-        }
-
-        impl TaggedAnswer for $answer {
-            type Reply = $reply;
-            fn untag(self) -> (u64, Option<$reply>) {
-                (self.tag, self.reply)
+            fn untag(self) -> (u64, Option<$inner>) {
+                (self.tag, self.$field)
             }
         }
-    };
+    )*};
 }
 
-tagged_pair!(TaggedReplicate(ReplicateRequest) answered by TaggedReplicateReply(ReplicateReply));
-tagged_pair!(TaggedOp(OpRequest) answered by TaggedOpReply(OpReply));
+tagged!(
+    TaggedReplicate(request: ReplicateRequest),
+    TaggedReplicateReply(reply: ReplicateReply),
+    TaggedOp(request: OpRequest),
+    TaggedOpReply(reply: OpReply),
+);
 
 /// Replicated writes from a primary to one replica.
 pub type ReplicaLink = Link<TaggedReplicate, TaggedReplicateReply>;
