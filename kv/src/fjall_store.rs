@@ -2,8 +2,8 @@
 //! batch is one fjall cross-keyspace batch, which fjall's journal makes crash-atomic.
 //!
 //! Durability: batches are written to the journal's OS buffer on commit (so a killed process
-//! loses nothing that was committed), and `sync` is `persist(PersistMode::SyncData)`, one
-//! fdatasync of the journal. Values of at least [`Options::fjall_blob_threshold`] bytes are
+//! loses nothing that was committed), and `sync` is one fdatasync of the active journal, run
+//! outside fjall's journal lock so that commits go on while it runs (see `fjall_journal`). Values of at least [`Options::fjall_blob_threshold`] bytes are
 //! kept in blob files (key-value separation), so compaction does not rewrite large values.
 
 use std::collections::HashMap;
@@ -11,13 +11,12 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{PoisonError, RwLock};
 
-use fjall::{
-    AbstractTree, Database, Keyspace, KeyspaceCreateOptions, KvSeparationOptions, PersistMode,
-};
+use fjall::{AbstractTree, Database, Keyspace, KeyspaceCreateOptions, KvSeparationOptions};
 
 use crate::batch::Mutation;
 use crate::engine::{Scan, Store, Visitor};
 use crate::fjall_idle::{IdleRelease, StartError, MARKER_KEYSPACE};
+use crate::fjall_journal::JournalSync;
 use crate::{Backend, Error, KeyRange, Options, Result};
 
 pub(crate) struct FjallStore {
@@ -30,6 +29,7 @@ pub(crate) struct FjallStore {
     write_buffer_bytes: u64,
     /// Bytes applied since the memtables were last measured against the budget.
     unchecked_bytes: AtomicU64,
+    journal: JournalSync,
     /// Collects flushed memtables once writes stop. It holds a clone of `db`; dropping it
     /// joins its thread, so the database is closed when the store's drop returns.
     idle_release: IdleRelease,
@@ -65,6 +65,7 @@ impl FjallStore {
             memtable_bytes: options.fjall_memtable_bytes,
             write_buffer_bytes: options.fjall_write_buffer_bytes,
             unchecked_bytes: AtomicU64::new(0),
+            journal: JournalSync::new(path),
             idle_release,
         })
     }
@@ -211,9 +212,9 @@ impl Store for FjallStore {
     }
 
     fn sync_to_disk(&self) -> Result<()> {
-        self.db
-            .persist(PersistMode::SyncData)
-            .map_err(storage_error)
+        self.journal
+            .sync()
+            .map_err(|source| Error::io("fdatasync the journal of", &self.path, source))
     }
 
     fn keyspaces(&self) -> Result<Vec<String>> {
@@ -238,6 +239,7 @@ impl Store for FjallStore {
 mod tests {
     use super::*;
     use crate::engine::{Engine, StoreEngine};
+    use crate::fjall_journal::newest_journal;
     use crate::WriteBatch;
     use std::time::{Duration, Instant};
 
@@ -281,6 +283,53 @@ mod tests {
             let stored = engine.get(&keyspace, &round.to_be_bytes()).unwrap();
             assert_eq!(stored.as_deref(), Some(&value[..]));
         }
+        drop(engine);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_sync_follows_the_journal_to_the_file_fjall_rotated_to() {
+        let dir = std::env::temp_dir().join(format!("kv-fjall-journal-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let options = Options {
+            fjall_memtable_bytes: 4 << 20,
+            ..Options::default()
+        };
+        let engine = StoreEngine::new(FjallStore::open(&dir, &options).unwrap());
+        let mut batch = WriteBatch::new();
+        batch.put("a", b"first".to_vec(), b"value".to_vec());
+        engine.write(batch).unwrap();
+        engine.sync().unwrap();
+        let first = engine.store().journal.synced_id().unwrap();
+        assert_eq!(newest_journal(&dir).unwrap(), Some(first));
+
+        // fjall seals a journal once it passes 64 MB at a memtable flush. The values are
+        // pseudo-random so that the journal's compression cannot shrink them.
+        let mut state = 0x9e37_79b9_7f4a_7c15u64;
+        let mut round = 0u32;
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while newest_journal(&dir).unwrap() == Some(first) {
+            assert!(Instant::now() < deadline, "fjall never rotated its journal");
+            let value: Vec<u8> = (0..(1 << 20) / 8)
+                .flat_map(|_| {
+                    state ^= state << 13;
+                    state ^= state >> 7;
+                    state ^= state << 17;
+                    state.to_le_bytes()
+                })
+                .collect();
+            let mut batch = WriteBatch::new();
+            batch.put("a", round.to_be_bytes().to_vec(), value);
+            engine.write(batch).unwrap();
+            round += 1;
+        }
+        let mut batch = WriteBatch::new();
+        batch.put("a", b"last".to_vec(), b"value".to_vec());
+        engine.write(batch).unwrap();
+        engine.sync().unwrap();
+        let newest = newest_journal(&dir).unwrap();
+        assert!(newest > Some(first));
+        assert_eq!(engine.store().journal.synced_id(), newest);
         drop(engine);
         std::fs::remove_dir_all(&dir).unwrap();
     }

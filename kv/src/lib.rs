@@ -33,6 +33,7 @@ pub mod bench;
 mod engine;
 mod error;
 mod fjall_idle;
+mod fjall_journal;
 mod fjall_store;
 mod group_commit;
 pub mod keys;
