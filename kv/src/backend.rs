@@ -88,6 +88,12 @@ pub struct Options {
     /// not enforce its own). This bounds memory with many keyspaces without making every
     /// memtable small. Default 64 MiB.
     pub fjall_write_buffer_bytes: u64,
+    /// fjall only: lz4-compress values of 4 KiB and more in the journal and in blob files
+    /// (fixed for blob files when a keyspace is created; every journal entry and blob file
+    /// records its own compression, so either setting reads what the other wrote). Off for
+    /// callers that compress their values themselves: fjall would compress each large value
+    /// twice. Default on.
+    pub fjall_compression: bool,
 }
 
 impl Default for Options {
@@ -97,6 +103,7 @@ impl Default for Options {
             fjall_blob_threshold: Some(16 << 10),
             fjall_memtable_bytes: 8 << 20,
             fjall_write_buffer_bytes: 64 << 20,
+            fjall_compression: true,
         }
     }
 }

@@ -3,15 +3,19 @@
 //!
 //! Durability: batches are written to the journal's OS buffer on commit (so a killed process
 //! loses nothing that was committed), and `sync` is one fdatasync of the active journal, run
-//! outside fjall's journal lock so that commits go on while it runs (see `fjall_journal`). Values of at least [`Options::fjall_blob_threshold`] bytes are
-//! kept in blob files (key-value separation), so compaction does not rewrite large values.
+//! outside fjall's journal lock so that commits go on while it runs (see `fjall_journal`).
+//! Values of at least [`Options::fjall_blob_threshold`] bytes are kept in blob files
+//! (key-value separation), so compaction does not rewrite large values. Large values are
+//! lz4-compressed in the journal and blob files unless [`Options::fjall_compression`] is off.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{PoisonError, RwLock};
 
-use fjall::{AbstractTree, Database, Keyspace, KeyspaceCreateOptions, KvSeparationOptions};
+use fjall::{
+    AbstractTree, CompressionType, Database, Keyspace, KeyspaceCreateOptions, KvSeparationOptions,
+};
 
 use crate::batch::Mutation;
 use crate::engine::{Scan, Store, Visitor};
@@ -25,6 +29,7 @@ pub(crate) struct FjallStore {
     /// Open keyspace handles; fjall's own lookup takes a global write lock, ours a read lock.
     handles: RwLock<HashMap<String, Keyspace>>,
     blob_threshold: Option<u32>,
+    blob_compression: CompressionType,
     memtable_bytes: u64,
     write_buffer_bytes: u64,
     /// Bytes applied since the memtables were last measured against the budget.
@@ -33,6 +38,14 @@ pub(crate) struct FjallStore {
     /// Collects flushed memtables once writes stop. It holds a clone of `db`; dropping it
     /// joins its thread, so the database is closed when the store's drop returns.
     idle_release: IdleRelease,
+}
+
+fn compression_of(options: &Options) -> CompressionType {
+    if options.fjall_compression {
+        CompressionType::Lz4
+    } else {
+        CompressionType::None
+    }
 }
 
 fn storage_error(error: fjall::Error) -> Error {
@@ -46,6 +59,7 @@ impl FjallStore {
         // that loop alone cost an OSD about 6% of its CPU under small writes.
         let db = Database::builder(path)
             .cache_size(options.cache_bytes)
+            .journal_compression(compression_of(options))
             .worker_threads(1)
             .open()
             .map_err(storage_error)?;
@@ -62,6 +76,7 @@ impl FjallStore {
             db,
             handles: RwLock::new(HashMap::new()),
             blob_threshold: options.fjall_blob_threshold,
+            blob_compression: compression_of(options),
             memtable_bytes: options.fjall_memtable_bytes,
             write_buffer_bytes: options.fjall_write_buffer_bytes,
             unchecked_bytes: AtomicU64::new(0),
@@ -84,13 +99,16 @@ impl FjallStore {
             return Ok(None);
         }
         let blob_threshold = self.blob_threshold;
+        let blob_compression = self.blob_compression;
         let memtable_bytes = self.memtable_bytes;
         // The name was validated (1..=128 bytes), so fjall's name assertion cannot fire.
         let handle = self
             .db
             .keyspace(name, || {
                 let separation = blob_threshold.map(|threshold| {
-                    KvSeparationOptions::default().separation_threshold(threshold)
+                    KvSeparationOptions::default()
+                        .separation_threshold(threshold)
+                        .compression(blob_compression)
                 });
                 KeyspaceCreateOptions::default()
                     .max_memtable_size(memtable_bytes)
@@ -243,6 +261,14 @@ mod tests {
     use crate::WriteBatch;
     use std::time::{Duration, Instant};
 
+    /// A store in a new scratch directory `kv-fjall-<name>-<pid>`.
+    fn fresh_store(name: &str, options: &Options) -> (PathBuf, StoreEngine<FjallStore>) {
+        let dir = std::env::temp_dir().join(format!("kv-fjall-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let engine = StoreEngine::new(FjallStore::open(&dir, options).unwrap());
+        (dir, engine)
+    }
+
     fn active_memtable_bytes(store: &FjallStore) -> u64 {
         let handles = store.handles.read().unwrap();
         handles
@@ -253,8 +279,6 @@ mod tests {
 
     #[test]
     fn the_write_buffer_budget_bounds_all_memtables_together() {
-        let dir = std::env::temp_dir().join(format!("kv-fjall-budget-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
         let budget = 2 << 20;
         let options = Options {
             // Far above what is written: only the shared budget can cause flushes.
@@ -263,7 +287,7 @@ mod tests {
             fjall_blob_threshold: None,
             ..Options::default()
         };
-        let engine = StoreEngine::new(FjallStore::open(&dir, &options).unwrap());
+        let (dir, engine) = fresh_store("budget", &options);
         let value = vec![3u8; 32 << 10];
         for round in 0u32..256 {
             let mut batch = WriteBatch::new();
@@ -289,13 +313,11 @@ mod tests {
 
     #[test]
     fn a_sync_follows_the_journal_to_the_file_fjall_rotated_to() {
-        let dir = std::env::temp_dir().join(format!("kv-fjall-journal-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
         let options = Options {
             fjall_memtable_bytes: 4 << 20,
             ..Options::default()
         };
-        let engine = StoreEngine::new(FjallStore::open(&dir, &options).unwrap());
+        let (dir, engine) = fresh_store("journal", &options);
         let mut batch = WriteBatch::new();
         batch.put("a", b"first".to_vec(), b"value".to_vec());
         engine.write(batch).unwrap();
@@ -346,13 +368,11 @@ mod tests {
 
     #[test]
     fn flushed_memtables_are_let_go_once_writes_stop() {
-        let dir = std::env::temp_dir().join(format!("kv-fjall-idle-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
         let options = Options {
             fjall_write_buffer_bytes: 1 << 20,
             ..Options::default()
         };
-        let engine = StoreEngine::new(FjallStore::open(&dir, &options).unwrap());
+        let (dir, engine) = fresh_store("idle", &options);
         let value = vec![5u8; 64 << 10];
         // 8 MiB over 8 keyspaces through a 1 MiB write buffer: many rotations and flushes.
         for round in 0u32..128 {
@@ -392,5 +412,64 @@ mod tests {
         assert!(engine.get("pg0", &0u32.to_be_bytes()).unwrap().is_some());
         drop(engine);
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// Bytes keyspace `name` holds on disk once its memtables are all flushed.
+    fn flushed_disk_space(store: &FjallStore, name: &str) -> u64 {
+        let handle = store.keyspace(name, false).unwrap().unwrap();
+        handle.rotate_memtable().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while handle.tree.sealed_memtable_count() > 0 {
+            assert!(
+                Instant::now() < deadline,
+                "memtables of {name} never flushed"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        handle.tree.disk_space()
+    }
+
+    #[test]
+    fn compression_can_be_left_to_the_caller_and_either_setting_reads_the_other() {
+        let value: Vec<u8> = (0..64 << 10).map(|index| (index % 251) as u8).collect();
+        let written = 64 * value.len() as u64;
+        let mut disk_sizes = Vec::new();
+        for compression in [true, false] {
+            let options = Options {
+                fjall_compression: compression,
+                // Small memtables: most values are flushed into blob files too.
+                fjall_memtable_bytes: 1 << 20,
+                ..Options::default()
+            };
+            let (dir, engine) = fresh_store(&format!("compression-{compression}"), &options);
+            for round in 0u32..64 {
+                let mut batch = WriteBatch::new();
+                batch.put("a", round.to_be_bytes().to_vec(), value.clone());
+                engine.write(batch).unwrap();
+            }
+            engine.sync().unwrap();
+            disk_sizes.push(flushed_disk_space(engine.store(), "a"));
+            drop(engine);
+            let other = Options {
+                fjall_compression: !compression,
+                ..options
+            };
+            let engine = StoreEngine::new(FjallStore::open(&dir, &other).unwrap());
+            for round in 0u32..64 {
+                let stored = engine.get("a", &round.to_be_bytes()).unwrap();
+                assert_eq!(stored.as_deref(), Some(&value[..]), "round {round}");
+            }
+            drop(engine);
+            std::fs::remove_dir_all(&dir).unwrap();
+        }
+        let (compressed, plain) = (disk_sizes[0], disk_sizes[1]);
+        assert!(
+            plain >= written,
+            "{plain} bytes on disk for {written} written"
+        );
+        assert!(
+            compressed * 4 < plain,
+            "{compressed} bytes on disk compressed, {plain} uncompressed"
+        );
     }
 }

@@ -8,6 +8,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::store::Compression;
+
 /// A configuration that cannot be used; names the file or the key.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -70,6 +72,9 @@ pub struct OsdConfig {
     /// OSD's memory budget for data; a 64 KiB chunk (plus its checksum) takes an 80 KiB
     /// allocation, so both cost about 1.25x their byte count. Default 32 MiB.
     pub write_buffer_bytes: u64,
+    /// Data chunk compression: `lz4` (default; a chunk stays compressed only if that saves
+    /// an eighth of it) or `none` (for data known not to compress: no CPU spent trying).
+    pub compression: Compression,
 }
 
 impl Default for OsdConfig {
@@ -86,6 +91,7 @@ impl Default for OsdConfig {
             cache_bytes: 64 << 20,
             memtable_bytes: 8 << 20,
             write_buffer_bytes: 32 << 20,
+            compression: Compression::Lz4,
         }
     }
 }
@@ -212,5 +218,18 @@ mod tests {
         assert!(error.to_string().contains("no_such_key"), "{error}");
         let error = OsdConfig::parse("[osd]\nbackend = \"tape\"\n").unwrap_err();
         assert!(error.to_string().contains("osd.backend"), "{error}");
+    }
+
+    #[test]
+    fn compression_is_lz4_unless_turned_off_and_other_names_are_refused() {
+        assert_eq!(OsdConfig::default().compression, Compression::Lz4);
+        let config = OsdConfig::parse("[osd]\ncompression = \"none\"\n").unwrap();
+        assert_eq!(config.compression, Compression::None);
+        let error = OsdConfig::parse("[osd]\ncompression = \"zstd\"\n").unwrap_err();
+        let message = error.to_string();
+        assert!(
+            message.contains("zstd") && message.contains("lz4"),
+            "{error}"
+        );
     }
 }

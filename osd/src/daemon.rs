@@ -94,6 +94,8 @@ fn open_store(config: &OsdConfig, data_dir: &Path) -> anyhow::Result<ObjectStore
         cache_bytes: config.cache_bytes,
         fjall_memtable_bytes: config.memtable_bytes,
         fjall_write_buffer_bytes: config.write_buffer_bytes,
+        // The store compresses its chunks itself (once, not once per copy fjall makes).
+        fjall_compression: false,
         ..kv::Options::default()
     };
     let path = data_dir.join("store");
@@ -107,6 +109,7 @@ fn open_store(config: &OsdConfig, data_dir: &Path) -> anyhow::Result<ObjectStore
     })?;
     let store_config = StoreConfig {
         max_object_size: config.max_object_size,
+        compression: config.compression,
         ..StoreConfig::default()
     };
     match ObjectStore::open(Arc::clone(&engine), store_config.clone()) {

@@ -4,7 +4,7 @@
 mod common;
 
 use common::*;
-use osd::store::{ObjectId, StoreConfig, StoreError};
+use osd::store::{Compression, ObjectId, StoreConfig, StoreError};
 
 fn data_chunks(engine: &dyn kv::Engine) -> Vec<(Vec<u8>, Vec<u8>)> {
     section(engine, &pg_keyspace(PG), b'D')
@@ -78,8 +78,9 @@ fn sparse_writes_store_only_written_chunks_and_holes_read_as_zeros() {
     assert_eq!(&all[offset as usize..], b"tail");
     let chunks = data_chunks(engine.as_ref());
     assert_eq!(chunks.len(), 1, "only the written chunk is stored");
-    // The chunk is stored up to the written bytes only (8 checksum bytes + 100 + 4).
-    assert_eq!(chunks[0].1.len(), 8 + 104);
+    // The chunk is stored up to the written bytes only (kind byte, 8 checksum bytes, then
+    // 100 zeros and 4 bytes: too short to be worth compressing).
+    assert_eq!(chunks[0].1.len(), 1 + 8 + 104);
 }
 
 #[test]
@@ -627,7 +628,7 @@ fn corruption_is_detected_on_read_and_named() {
         t.write_full(data.clone());
     })
     .unwrap();
-    damage_chunk(engine.as_ref(), 2, 8 + 1234);
+    damage_chunk(engine.as_ref(), 2, 9 + 1234);
 
     match store.read(PG, &object, 2 * CHUNK + 10, 10) {
         Err(StoreError::Corruption {
@@ -795,4 +796,68 @@ fn bad_input_is_refused_with_typed_errors() {
     })
     .unwrap();
     assert_eq!(store.stat(PG, &object).unwrap().size, 4 * CHUNK);
+}
+
+/// Bytes that lz4 shrinks to a fraction: a short cycle.
+fn compressible(len: usize) -> Vec<u8> {
+    (0..len).map(|index| (index % 251) as u8).collect()
+}
+
+#[test]
+fn compressible_chunks_are_stored_compressed_unless_compression_is_off() {
+    for compression in [Compression::Lz4, Compression::None] {
+        let (store, engine) = memory_store_with(StoreConfig {
+            compression,
+            ..StoreConfig::default()
+        });
+        let squeezable = compressible(4 * CHUNK as usize);
+        let random = pattern(CHUNK as usize, 9);
+        commit(&store, &obj("squeezable"), |t| {
+            t.write_full(squeezable.clone());
+        })
+        .unwrap();
+        commit(&store, &obj("random"), |t| {
+            t.write_full(random.clone());
+        })
+        .unwrap();
+        // A partial overwrite reads, decompresses and rewrites one chunk.
+        commit(&store, &obj("squeezable"), |t| {
+            t.write(CHUNK + 100, b"patch".to_vec());
+        })
+        .unwrap();
+        let mut expected = squeezable.clone();
+        expected[CHUNK as usize + 100..CHUNK as usize + 105].copy_from_slice(b"patch");
+        assert_eq!(store.read(PG, &obj("squeezable"), 0, 0).unwrap(), expected);
+        assert_eq!(store.read(PG, &obj("random"), 0, 0).unwrap(), random);
+
+        let stored: Vec<usize> = data_chunks(engine.as_ref())
+            .iter()
+            .map(|(_, value)| value.len())
+            .collect();
+        // Key order: "random" (1 chunk) before "squeezable" (4 chunks).
+        assert_eq!(stored.len(), 5, "{compression:?}");
+        assert_eq!(stored[0], 9 + CHUNK as usize, "random data stays raw");
+        for &len in &stored[1..] {
+            match compression {
+                Compression::Lz4 => assert!(len < CHUNK as usize / 8, "{len} bytes stored"),
+                Compression::None => assert_eq!(len, 9 + CHUNK as usize),
+            }
+        }
+    }
+}
+
+#[test]
+fn a_damaged_compressed_chunk_is_reported_not_decompressed() {
+    let (store, engine) = memory_store();
+    let object = obj("squeezed");
+    commit(&store, &object, |t| {
+        t.write_full(compressible(2 * CHUNK as usize));
+    })
+    .unwrap();
+    damage_chunk(engine.as_ref(), 1, 20);
+    assert!(matches!(
+        store.read(PG, &object, CHUNK, 10),
+        Err(StoreError::Corruption { chunk: 1, .. })
+    ));
+    assert_eq!(store.read(PG, &object, 0, 10).unwrap(), compressible(10));
 }

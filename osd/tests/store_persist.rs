@@ -11,7 +11,8 @@ use clustermap::{PgId, Uuid};
 use common::*;
 use kv::{Backend, Options, WriteBatch};
 use osd::store::{
-    Eversion, ObjectId, ObjectStore, ReqId, StoreConfig, StoreError, Transaction, FORMAT_VERSION,
+    Compression, Eversion, ObjectId, ObjectStore, ReqId, StoreConfig, StoreError, Superblock,
+    Transaction, FORMAT_VERSION, OLDEST_UPGRADABLE_FORMAT,
 };
 
 #[test]
@@ -237,4 +238,54 @@ fn concurrent_commits_share_syncs() {
         assert_eq!(data.len() as u64, PER_THREAD * 4096);
         assert_eq!(&data[4096 * 3..4096 * 4], &pattern(4096, 3)[..]);
     }
+}
+
+#[test]
+fn an_older_format_store_is_upgraded_on_open_even_after_an_upgrade_cut_short() {
+    let dir = TempDir::new("upgrade");
+    let big = pattern(3 * CHUNK as usize + 10, 4);
+    let keyspace = pg_keyspace(PG);
+    {
+        let raw = StoreConfig {
+            compression: Compression::None,
+            ..StoreConfig::default()
+        };
+        let (store, engine) = fjall_store(dir.path(), raw);
+        store.create_pg(PG).unwrap();
+        commit(&store, &obj("big"), |t| {
+            t.write_full(big.clone());
+        })
+        .unwrap();
+        commit(&store, &obj("small"), |t| {
+            t.write_full(b"small".to_vec());
+        })
+        .unwrap();
+        // Format 1 kept a chunk as its checksum then its bytes: a raw format 2 chunk
+        // without its kind byte. The first chunk stays in format 2, as an upgrade that a
+        // crash cut short leaves some.
+        let chunks = section(engine.as_ref(), &keyspace, b'D');
+        assert_eq!(chunks.len(), 5);
+        let mut batch = WriteBatch::new();
+        for (key, value) in chunks.into_iter().skip(1) {
+            assert_eq!(value[0], 0, "stored raw");
+            batch.put(&keyspace, key, value[1..].to_vec());
+        }
+        let old = Superblock {
+            format_version: OLDEST_UPGRADABLE_FORMAT,
+            ..store.superblock()
+        };
+        batch.put("osd_super", b"superblock".to_vec(), old.encode());
+        engine.write_sync(batch).unwrap();
+    }
+    let (store, engine) = fjall_store(dir.path(), StoreConfig::default());
+    assert_eq!(store.superblock().format_version, FORMAT_VERSION);
+    assert_eq!(store.superblock().osd_id, None);
+    assert_eq!(store.read(PG, &obj("big"), 0, 0).unwrap(), big);
+    assert_eq!(store.read(PG, &obj("small"), 0, 0).unwrap(), b"small");
+    for (key, value) in section(engine.as_ref(), &keyspace, b'D') {
+        assert_eq!(value[0], 0, "chunk {key:02x?} has its kind byte");
+    }
+    drop((store, engine));
+    let (store, _) = fjall_store(dir.path(), StoreConfig::default());
+    assert_eq!(store.read(PG, &obj("big"), 0, 0).unwrap(), big);
 }

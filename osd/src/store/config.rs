@@ -4,6 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::chunk::Compression;
 use super::error::{Result, StoreError};
 use super::keys::{self, CHUNK_SIZE};
 
@@ -37,6 +38,10 @@ pub struct StoreConfig {
     /// engine's own block cache is set separately in `kv::Options::cache_bytes`.
     /// Default 8 MiB.
     pub meta_cache_bytes: usize,
+    /// Chunk compression (what BlueStore's `bluestore_compression_mode = aggressive` with
+    /// lz4 does): `lz4` (default) or `none`. Stored chunks keep the form they were written
+    /// in, so changing it applies to new writes only.
+    pub compression: Compression,
 }
 
 impl Default for StoreConfig {
@@ -52,6 +57,7 @@ impl Default for StoreConfig {
             pg_log_max_entries: 3000,
             pg_log_trim_batch: 100,
             meta_cache_bytes: 8 << 20,
+            compression: Compression::Lz4,
         }
     }
 }

@@ -14,7 +14,7 @@
 //! | `L` epoch(u32 BE) v(u64 BE) | log entry ([`super::LogEntry`]), so the log is in version order |
 //! | `R` client(u64 BE) tid(u64 BE) | the version the request was committed at (dup detection) |
 //! | `O` oid | object metadata ([`super::ObjectInfo`]); the object exists iff this key does |
-//! | `D` oid chunk(u32 BE) | one data chunk: xxh3-64 of the bytes (u64 BE), then the bytes |
+//! | `D` oid chunk(u32 BE) | one data chunk, checksummed and maybe compressed ([`super::chunk`]) |
 //! | `X` oid name | one xattr's value |
 //! | `M` oid key | one omap value |
 //!
@@ -182,36 +182,6 @@ pub(crate) fn chunk_of_data_key(key: &[u8], prefix_len: usize) -> Option<u32> {
     Some(u32::from_be_bytes(bytes))
 }
 
-/// A stored chunk: its checksum, then its bytes.
-pub(crate) fn encode_chunk(data: &[u8]) -> Vec<u8> {
-    let mut value = Vec::with_capacity(8 + data.len());
-    value.extend_from_slice(&xxhash_rust::xxh3::xxh3_64(data).to_be_bytes());
-    value.extend_from_slice(data);
-    value
-}
-
-/// The bytes of a stored chunk after checking its checksum; the error describes the damage.
-pub(crate) fn decode_chunk(value: &[u8]) -> Result<&[u8], String> {
-    if value.len() < 8 || value.len() > 8 + CHUNK_SIZE {
-        return Err(format!(
-            "stored value has an impossible length {}",
-            value.len()
-        ));
-    }
-    let (stored, data) = value.split_at(8);
-    let mut checksum = [0; 8];
-    checksum.copy_from_slice(stored);
-    let expected = u64::from_be_bytes(checksum);
-    let actual = xxhash_rust::xxh3::xxh3_64(data);
-    if expected == actual {
-        Ok(data)
-    } else {
-        Err(format!(
-            "xxh3-64 mismatch: stored {expected:016x}, computed {actual:016x}"
-        ))
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -281,20 +251,6 @@ mod tests {
         assert_eq!(pg_of_keyspace("osd_super"), None);
         assert_eq!(pg_of_keyspace("pg:1.02f"), None);
         assert_eq!(pg_of_keyspace("pg:x"), None);
-    }
-
-    #[test]
-    fn chunks_carry_a_checksum_that_catches_any_flipped_byte() {
-        let data: Vec<u8> = (0..1000u32).map(|i| i as u8).collect();
-        let value = encode_chunk(&data);
-        assert_eq!(decode_chunk(&value).unwrap(), &data[..]);
-        for position in [0, 7, 8, 500, value.len() - 1] {
-            let mut damaged = value.clone();
-            damaged[position] ^= 0x10;
-            assert!(decode_chunk(&damaged).is_err(), "flip at {position}");
-        }
-        assert!(decode_chunk(&[1, 2, 3]).is_err());
-        assert!(decode_chunk(&encode_chunk(&[])).unwrap().is_empty());
     }
 
     #[test]

@@ -4,8 +4,9 @@
 //!
 //! # Layout
 //! One keyspace per PG plus a superblock keyspace; see [`keys`] for every key. Object data
-//! is stored in [`CHUNK_SIZE`] (64 KiB) chunks, each with an xxh3-64 checksum verified on
-//! every read (a mismatch is [`StoreError::Corruption`], naming the object and chunk).
+//! is stored in [`CHUNK_SIZE`] (64 KiB) chunks, lz4-compressed where that pays (see
+//! [`chunk`]), each with an xxh3-64 checksum verified on every read (a mismatch is
+//! [`StoreError::Corruption`], naming the object and chunk).
 //! Removing a PG deletes its keyspace's keys in bounded batches, object by object, reading
 //! only metadata; the first step deletes the PG's info key, so a removal cut short by a
 //! crash is finished by the next [`ObjectStore::open`].
@@ -41,6 +42,7 @@
 //! holds the bytes it returns.
 
 mod cache;
+mod chunk;
 mod codec;
 mod config;
 mod error;
@@ -51,6 +53,7 @@ mod recovery;
 mod superblock;
 mod txn;
 mod types;
+mod upgrade;
 
 use std::collections::{HashMap, HashSet};
 use std::ops::Bound;
@@ -60,12 +63,13 @@ use std::time::SystemTime;
 use clustermap::{OsdId, PgId, Uuid};
 use kv::{Engine, KeyRange, WriteBatch};
 
+pub use chunk::Compression;
 pub use config::StoreConfig;
 pub use error::{Result, StoreError};
 pub use keys::CHUNK_SIZE;
 pub use object::{ObjectDigest, ObjectPage, OmapPage};
 pub use recovery::ObjectState;
-pub use superblock::{Superblock, FORMAT_VERSION};
+pub use superblock::{Superblock, FORMAT_VERSION, OLDEST_UPGRADABLE_FORMAT};
 pub use txn::{Transaction, WriteOp};
 pub use types::{Eversion, LogEntry, LogOp, ObjectId, ObjectInfo, PgInfo, PgStats, ReqId};
 
@@ -144,6 +148,7 @@ impl ObjectStore {
             Some(bytes) => Superblock::decode(&bytes)?,
             None => return Err(StoreError::NotFormatted),
         };
+        let superblock = upgrade::upgrade(engine.as_ref(), superblock)?;
         let store = Self {
             cache: MetaCache::new(config.meta_cache_bytes),
             engine,

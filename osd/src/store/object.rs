@@ -9,6 +9,7 @@ use clustermap::PgId;
 use kv::KeyRange;
 use xxhash_rust::xxh3::Xxh3;
 
+use super::chunk;
 use super::error::{Result, StoreError};
 use super::keys::{self, CHUNK_SIZE, DATA_TAG, OBJECT_TAG, OMAP_TAG, XATTR_TAG};
 use super::txn::{object_section, validate_object, validate_omap_key, validate_xattr_name};
@@ -129,13 +130,13 @@ impl ObjectStore {
             // One chunk (the common small read): a point lookup is cheaper than a scan.
             let key = keys::data_key(&located.oid, first);
             if let Some(value) = self.engine.get(&located.handle.keyspace, &key)? {
-                let data = keys::decode_chunk(&value).map_err(|detail| StoreError::Corruption {
+                let data = chunk::decode(&value).map_err(|detail| StoreError::Corruption {
                     pg,
                     object: object.clone(),
                     chunk: first,
                     detail,
                 })?;
-                copy(first, data)?;
+                copy(first, &data)?;
             }
         } else {
             let range = KeyRange::new(
@@ -171,9 +172,9 @@ impl ObjectStore {
                 };
                 let visited = match keys::chunk_of_data_key(key, prefix_len) {
                     None => Err(corrupt(u32::MAX, format!("malformed data key {key:02x?}"))),
-                    Some(chunk) => keys::decode_chunk(value)
+                    Some(chunk) => chunk::decode(value)
                         .map_err(|detail| corrupt(chunk, detail))
-                        .and_then(|data| visit(chunk, data)),
+                        .and_then(|data| visit(chunk, &data)),
                 };
                 match visited {
                     Ok(()) => true,

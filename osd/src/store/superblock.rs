@@ -7,9 +7,13 @@ use super::codec::{Decoder, Encoder};
 use super::error::{Result, StoreError};
 use super::keys::CHUNK_SIZE;
 
-/// The on-disk format this code writes and reads. Bump it (and add a migration from the
-/// previous one) whenever a key or record layout changes.
-pub const FORMAT_VERSION: u32 = 1;
+/// The on-disk format this code writes. Bump it (and add a migration from the previous one,
+/// run by [`super::ObjectStore::open`]) whenever a key or record layout changes. Format 2
+/// added the kind byte of data chunks (compression, see `chunk`).
+pub const FORMAT_VERSION: u32 = 2;
+
+/// The oldest format [`super::ObjectStore::open`] upgrades from.
+pub const OLDEST_UPGRADABLE_FORMAT: u32 = 1;
 
 const SUPERBLOCK_RECORD: u8 = 1;
 
@@ -37,7 +41,8 @@ impl Superblock {
         }
     }
 
-    pub(crate) fn encode(&self) -> Vec<u8> {
+    /// The record as stored under `osd_super`/`superblock`.
+    pub fn encode(&self) -> Vec<u8> {
         let mut encoder = Encoder::new(SUPERBLOCK_RECORD);
         encoder.u32(self.format_version).raw(&self.osd_uuid.0);
         match self.osd_id {
@@ -53,10 +58,11 @@ impl Superblock {
         let corrupt = |reason| StoreError::corrupt_record("superblock", reason);
         let mut decoder = Decoder::new(bytes, SUPERBLOCK_RECORD).map_err(corrupt)?;
         let format_version = decoder.u32().map_err(corrupt)?;
-        if format_version != FORMAT_VERSION {
+        if !(OLDEST_UPGRADABLE_FORMAT..=FORMAT_VERSION).contains(&format_version) {
             return Err(StoreError::Incompatible {
                 reason: format!(
-                    "on-disk format {format_version}, this build reads format {FORMAT_VERSION}"
+                    "on-disk format {format_version}, this build reads formats \
+                     {OLDEST_UPGRADABLE_FORMAT} to {FORMAT_VERSION}"
                 ),
             });
         }
@@ -99,6 +105,16 @@ mod tests {
             superblock
         );
 
+        superblock.format_version = OLDEST_UPGRADABLE_FORMAT;
+        assert_eq!(
+            Superblock::decode(&superblock.encode()).unwrap(),
+            superblock
+        );
+        superblock.format_version = OLDEST_UPGRADABLE_FORMAT - 1;
+        assert!(matches!(
+            Superblock::decode(&superblock.encode()),
+            Err(StoreError::Incompatible { .. })
+        ));
         superblock.format_version = FORMAT_VERSION + 1;
         assert!(matches!(
             Superblock::decode(&superblock.encode()),

@@ -17,6 +17,7 @@ use bytes::Bytes;
 use clustermap::{Epoch, PgId};
 use kv::{Engine, KeyRange, WriteBatch};
 
+use super::chunk;
 use super::config::StoreConfig;
 use super::error::{Result, StoreError};
 use super::keys::{self, CHUNK_SIZE, DATA_TAG, OMAP_TAG, XATTR_TAG};
@@ -455,8 +456,8 @@ impl PlanContext<'_> {
         let key = keys::data_key(self.oid, chunk);
         match self.engine.get(self.keyspace, &key)? {
             None => Ok(Vec::new()),
-            Some(value) => keys::decode_chunk(&value)
-                .map(<[u8]>::to_vec)
+            Some(value) => chunk::decode(&value)
+                .map(std::borrow::Cow::into_owned)
                 .map_err(|detail| StoreError::Corruption {
                     pg: self.pg,
                     object: self.object.clone(),
@@ -774,7 +775,11 @@ impl<'a, 'o> View<'a, 'o> {
             if content.is_empty() {
                 batch.delete(keyspace, key);
             } else {
-                batch.put(keyspace, key, keys::encode_chunk(content));
+                batch.put(
+                    keyspace,
+                    key,
+                    chunk::encode(content, ctx.config.compression),
+                );
             }
         }
         if self.xattrs_cleared {

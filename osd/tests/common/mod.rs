@@ -55,10 +55,12 @@ pub fn memory_store() -> (ObjectStore, Arc<dyn Engine>) {
     memory_store_with(StoreConfig::default())
 }
 
-/// Opens (formatting on first use) a fjall store in `dir`.
+/// Opens (formatting on first use) a fjall store in `dir`, with the engine options the
+/// daemon uses (the store compresses, fjall does not).
 pub fn fjall_store(dir: &Path, config: StoreConfig) -> (ObjectStore, Arc<dyn Engine>) {
     let options = Options {
         cache_bytes: 16 << 20,
+        fjall_compression: false,
         ..Options::default()
     };
     let engine = kv::open(Backend::Fjall, dir, &options).unwrap();
