@@ -35,6 +35,14 @@ fn cluster_cmd(args: &[&str], dir: &Path) -> std::process::Output {
         .expect("the shoal binary runs")
 }
 
+/// The number on the line of a bench summary that starts with `label`.
+fn counted(text: &str, label: &str) -> u64 {
+    text.lines()
+        .find_map(|line| line.strip_prefix(label))
+        .and_then(|rest| rest.trim().parse().ok())
+        .unwrap_or(0)
+}
+
 /// The pids the state file records, monitors and OSDs.
 fn recorded_pids(dir: &Path) -> Vec<u32> {
     let text = std::fs::read_to_string(dir.join("cluster.json")).expect("the state file");
@@ -122,6 +130,79 @@ fn cluster_up_with_defaults_serves_objects_and_down_stops_exactly_its_processes(
     let listed = shoal(&conf, &["rados", "-p", "demo", "ls"]);
     assert!(listed.status.success(), "{}", describe(&listed));
     assert_eq!(String::from_utf8_lossy(&listed.stdout).trim(), "greeting");
+
+    // `rados bench`: a short write run of incompressible data, kept for seq and rand reads,
+    // then cleaned up.
+    let write = shoal(
+        &conf,
+        &[
+            "rados",
+            "-p",
+            "demo",
+            "bench",
+            "2",
+            "write",
+            "-b",
+            "64K",
+            "-t",
+            "4",
+            "--no-cleanup",
+            "--random-data",
+            "--run-name",
+            "bt",
+        ],
+    );
+    assert!(write.status.success(), "{}", describe(&write));
+    let text = String::from_utf8_lossy(&write.stdout);
+    assert!(counted(&text, "Total writes made:") > 0, "{text}");
+    for line in [
+        "Bandwidth (MB/sec):",
+        "Average IOPS:",
+        "Average Latency(s):",
+    ] {
+        assert!(text.contains(line), "{line} missing from\n{text}");
+    }
+    let first = dir.path().join("bench-object0.bin");
+    let get = shoal(
+        &conf,
+        &[
+            "rados",
+            "-p",
+            "demo",
+            "get",
+            "bt_object0",
+            first.to_str().expect("a path"),
+        ],
+    );
+    assert!(get.status.success(), "{}", describe(&get));
+    let stored = std::fs::read(&first).expect("the bench object");
+    assert_eq!(stored.len(), 64 * 1024);
+    let repeats = (0..stored.len() - 251)
+        .filter(|&index| stored[index] == stored[index + 251])
+        .count();
+    assert!(
+        repeats < 1024,
+        "--random-data wrote a cycle ({repeats} repeats)"
+    );
+    for mode in ["seq", "rand"] {
+        let read = shoal(
+            &conf,
+            &["rados", "-p", "demo", "bench", "1", mode, "-t", "4"],
+        );
+        assert!(read.status.success(), "{}", describe(&read));
+        let text = String::from_utf8_lossy(&read.stdout);
+        assert!(counted(&text, "Total reads made:") > 0, "{mode}: {text}");
+    }
+    let cleanup = shoal(&conf, &["rados", "-p", "demo", "cleanup", "--prefix", "bt"]);
+    assert!(cleanup.status.success(), "{}", describe(&cleanup));
+    let listed = shoal(&conf, &["rados", "-p", "demo", "ls"]);
+    assert!(listed.status.success(), "{}", describe(&listed));
+    let names: Vec<String> = String::from_utf8_lossy(&listed.stdout)
+        .lines()
+        .filter(|name| name.starts_with("bt_"))
+        .map(str::to_owned)
+        .collect();
+    assert!(names.is_empty(), "cleanup left {names:?}");
 
     let report = cluster_cmd(&["status"], dir.path());
     assert!(report.status.success(), "{}", describe(&report));

@@ -48,6 +48,10 @@ pub struct BenchArgs {
     /// Object name prefix (default benchmark_data_<host>_<pid>).
     #[arg(long)]
     run_name: Option<String>,
+    /// Write pseudo-random bytes instead of a short repeating pattern (what Ceph's rados
+    /// bench writes), to measure without the gain of the OSDs' compression.
+    #[arg(long)]
+    random_data: bool,
 }
 
 /// `cleanup`'s arguments.
@@ -127,6 +131,23 @@ fn host_name() -> String {
         .filter(|name| !name.is_empty())
         .or_else(|| std::env::var("HOSTNAME").ok())
         .unwrap_or_else(|| "localhost".to_owned())
+}
+
+/// What every write of a run stores: a short cycle that compresses well, like the data of
+/// Ceph's rados bench, or xorshift64 bytes that do not compress at all.
+fn write_data(len: u64, random: bool) -> Vec<u8> {
+    if !random {
+        return (0..len).map(|index| (index % 251) as u8).collect();
+    }
+    let mut state = 0x9e37_79b9_7f4a_7c15_u64 ^ u64::from(std::process::id());
+    (0..len)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state >> 32) as u8
+        })
+        .collect()
 }
 
 fn object_name(prefix: &str, index: u64) -> String {
@@ -588,11 +609,7 @@ pub async fn run(ioctx: &IoCtx, args: BenchArgs, format: Format) -> Result<()> {
                 outln!("Object prefix: {prefix}");
             }
             // One buffer shared by every op: the data is never copied on the client.
-            let data = Bytes::from(
-                (0..args.block_size)
-                    .map(|index| (index % 251) as u8)
-                    .collect::<Vec<u8>>(),
-            );
+            let data = Bytes::from(write_data(args.block_size, args.random_data));
             let (elapsed, progress, samples) = drive(
                 ioctx,
                 Work::Write {
