@@ -160,8 +160,8 @@ impl ObjectStore {
     ) -> Result<()> {
         let prefix_len = 1 + located.oid.len();
         let mut failure = None;
-        // The engine lends its buffers: a 4 MiB read copies each chunk once, into the
-        // caller's output, after verifying it.
+        // The engine lends its buffers: a 4 MiB read copies each raw chunk once, into the
+        // caller's output, after verifying it (a compressed one is decompressed first).
         self.engine
             .visit(&located.handle.keyspace, range, &mut |key, value| {
                 let corrupt = |chunk, detail| StoreError::Corruption {
