@@ -189,7 +189,8 @@ pub async fn run(options: Options, shutdown: impl Future<Output = ()>) -> anyhow
         config.clone(),
         data_dir,
         Arc::clone(&store),
-        Syncer::start(Arc::clone(&store)).context("starting the sync thread")?,
+        Syncer::start(Arc::clone(&store), config.sync_batch_wait())
+            .context("starting the sync thread")?,
         mon.clone(),
     )?;
     let service = OsdServer::new(OsdService::new(Arc::clone(&node)))

@@ -6,8 +6,19 @@
 //! Compared with a blocking-pool task per write that queues on the engine's sync mutex, this
 //! costs one thread hand-off per round instead of two per write, which on a small machine
 //! is most of the difference between context switching and doing work.
+//!
+//! Under concurrent load a round that syncs at once covers only the two or three writes
+//! that queued during the previous fdatasync, and every OSD sharing the disk forces its own
+//! file-system journal commit. So after a round that served several writers, the thread
+//! waits `batch_wait` before the next fdatasync and lets more writes join it (like MySQL's
+//! binlog_group_commit_sync_delay). A lone writer never waits: a round of one does not
+//! trigger it. Measured with 3 OSDs on one disk, 4 KiB writes with 16 in flight: 300 us
+//! took fdatasyncs from 1.2-1.3 to 0.6-0.7 per write, IOPS up 3-14 % (most when the disk's
+//! fdatasync is slow); 1 and 4 in flight were unchanged within noise.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, PoisonError};
+use std::time::Duration;
 
 use tokio::sync::oneshot;
 
@@ -24,6 +35,8 @@ struct Queue {
 struct Shared {
     queue: Mutex<Queue>,
     wake: Condvar,
+    /// Rounds run (each one store sync), for tests and statistics.
+    rounds: AtomicU64,
 }
 
 /// The sync thread of one store. Dropping it stops the thread after its current round.
@@ -38,17 +51,24 @@ impl std::fmt::Debug for Syncer {
 }
 
 impl Syncer {
-    /// Starts the sync thread for `store`.
-    pub fn start(store: Arc<ObjectStore>) -> std::io::Result<Self> {
+    /// Starts the sync thread for `store`; after a round shared by several writers the
+    /// next one waits `batch_wait` for more (zero: never waits).
+    pub fn start(store: Arc<ObjectStore>, batch_wait: Duration) -> std::io::Result<Self> {
         let shared = Arc::new(Shared {
             queue: Mutex::new(Queue::default()),
             wake: Condvar::new(),
+            rounds: AtomicU64::new(0),
         });
         let thread_shared = Arc::clone(&shared);
         std::thread::Builder::new()
             .name("osd-sync".into())
-            .spawn(move || run(&thread_shared, &store))?;
+            .spawn(move || run(&thread_shared, &store, batch_wait))?;
         Ok(Self { shared })
+    }
+
+    /// Rounds (store syncs on behalf of writers) run so far.
+    pub fn rounds(&self) -> u64 {
+        self.shared.rounds.load(Ordering::Relaxed)
     }
 
     /// Returns once every write applied before this call is durable; the error says why the
@@ -80,7 +100,8 @@ fn lock(queue: &Mutex<Queue>) -> std::sync::MutexGuard<'_, Queue> {
     queue.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-fn run(shared: &Shared, store: &ObjectStore) {
+fn run(shared: &Shared, store: &ObjectStore, batch_wait: Duration) {
+    let mut last_round_size = 0;
     loop {
         let round = {
             let mut queue = lock(&shared.queue);
@@ -93,8 +114,16 @@ fn run(shared: &Shared, store: &ObjectStore) {
             if queue.waiters.is_empty() {
                 return;
             }
+            if last_round_size > 1 && !batch_wait.is_zero() && !queue.stopping {
+                // Writers are arriving concurrently: let the ones in flight join this round.
+                drop(queue);
+                std::thread::sleep(batch_wait);
+                queue = lock(&shared.queue);
+            }
             std::mem::take(&mut queue.waiters)
         };
+        last_round_size = round.len();
+        shared.rounds.fetch_add(1, Ordering::Relaxed);
         // Each waiter applied its write before queueing, so this sync covers all of them.
         let outcome = store.sync().map_err(|error| error.to_string());
         if let Err(error) = &outcome {
@@ -122,7 +151,7 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn one_round_covers_every_write_applied_before_it() {
         let store = memory_store();
-        let syncer = Arc::new(Syncer::start(Arc::clone(&store)).unwrap());
+        let syncer = Arc::new(Syncer::start(Arc::clone(&store), Duration::ZERO).unwrap());
         let pg = PgId::new(1, 0);
         store.create_pg(pg).unwrap();
         let synced_before = store.engine().syncs_performed();
@@ -145,8 +174,52 @@ mod tests {
 
     #[tokio::test]
     async fn a_stopped_syncer_refuses() {
-        let syncer = Syncer::start(memory_store()).unwrap();
+        let syncer = Syncer::start(memory_store(), Duration::ZERO).unwrap();
         lock(&syncer.shared.queue).stopping = true;
         assert!(syncer.sync().await.is_err());
+    }
+
+    /// Queues `count` waiters in one go, so that the thread takes them as one round.
+    async fn one_round_of(syncer: &Syncer, count: usize) {
+        let mut waits = Vec::new();
+        {
+            let mut queue = lock(&syncer.shared.queue);
+            for _ in 0..count {
+                let (done, wait) = oneshot::channel();
+                queue.waiters.push(done);
+                waits.push(wait);
+            }
+        }
+        syncer.shared.wake.notify_one();
+        for wait in waits {
+            wait.await.unwrap().unwrap();
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn after_a_shared_round_a_writer_arriving_within_the_wait_joins_the_next_round() {
+        let syncer = Arc::new(Syncer::start(memory_store(), Duration::from_millis(800)).unwrap());
+        one_round_of(&syncer, 2).await;
+        let rounds = syncer.rounds();
+        let first = {
+            let syncer = Arc::clone(&syncer);
+            tokio::spawn(async move { syncer.sync().await })
+        };
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        syncer.sync().await.unwrap();
+        first.await.unwrap().unwrap();
+        assert_eq!(syncer.rounds(), rounds + 1, "both writers shared one round");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_lone_writer_does_not_wait() {
+        let wait = Duration::from_secs(30);
+        let syncer = Syncer::start(memory_store(), wait).unwrap();
+        let started = std::time::Instant::now();
+        for _ in 0..3 {
+            syncer.sync().await.unwrap();
+        }
+        assert!(started.elapsed() < wait, "took {:?}", started.elapsed());
+        assert_eq!(syncer.rounds(), 3);
     }
 }
