@@ -6,9 +6,9 @@
 //! [`MAX_NAME_BYTES`], is [`RadosError::InvalidArgument`]; an op carrying more data than an
 //! OSD accepts in one message is [`RadosError::TooLarge`].
 //!
-//! Writes of at most [`STREAMED_WRITE_BYTES`] go to the primary over its op stream (one
+//! Writes of at most [`STREAMED_WRITE_BYTES`] go to the primary over its op link (one
 //! message each way, see `proto::link`); larger writes and all reads are unary calls, so a
-//! large message never queues small ones behind it on a stream.
+//! large message never queues small ones behind it on a link.
 
 use std::collections::BTreeMap;
 
@@ -29,8 +29,8 @@ pub const MAX_NAME_BYTES: usize = 2048;
 /// Room kept in a message for everything but the data (names, framing).
 const MESSAGE_OVERHEAD: usize = 1 << 20;
 
-/// The largest write (encoded request) sent over the op stream rather than as its own call;
-/// the same bound as the OSDs' replication stream.
+/// The largest write (encoded request) sent over the op link rather than as its own call;
+/// the same bound as the OSDs' replication link.
 const STREAMED_WRITE_BYTES: usize = 64 << 10;
 
 /// Operations on the objects of one pool and namespace; cheap to clone.
@@ -158,7 +158,7 @@ impl IoCtx {
                     async move {
                         let reply = match link {
                             Some(link) => link.call(request).await.map_err(|error| {
-                                tonic::Status::unavailable(format!("op stream: {error}"))
+                                tonic::Status::unavailable(format!("op link: {error}"))
                             })?,
                             None => client.op(request).await?.into_inner(),
                         };

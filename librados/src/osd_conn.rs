@@ -1,14 +1,14 @@
 //! Connections to OSDs: one lazily connected tonic channel per OSD address, shared by every
 //! op to that OSD (HTTP/2 multiplexes them, so concurrent ops need no pool of their own).
 //! A channel that failed is dropped ([`OsdConns::forget`]) so the next op reconnects, and
-//! an OSD that restarts at a new address simply gets a new channel. Over each channel, one
-//! [`OpLink`] stream carries the small writes (see [`crate::ioctx`]).
+//! an OSD that restarts at a new address simply gets a new channel. Beside each channel, one
+//! [`OpLink`] carries the small writes (see [`crate::ioctx`]).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use proto::link::OpLink;
+use proto::link::{LinkKind, OpLink};
 use proto::osd::osd_client::OsdClient;
 use tonic::transport::{Channel, Endpoint};
 
@@ -36,9 +36,8 @@ impl OsdConns {
         Ok(Self::limited(self.channel(osd, addr)?))
     }
 
-    /// The op stream to the OSD at `addr`, opened over `client` (a client of that address)
-    /// if there is none or the last one closed.
-    pub(crate) fn op_link(&self, osd: i32, addr: &str, client: &OsdClient<Channel>) -> Arc<OpLink> {
+    /// The op link to the OSD at `addr`, opened if there is none or the last one closed.
+    pub(crate) fn op_link(&self, osd: i32, addr: &str) -> Arc<OpLink> {
         let mut links = self
             .links
             .lock()
@@ -48,11 +47,11 @@ impl OsdConns {
                 return Arc::clone(link);
             }
         }
-        let mut client = client.clone();
         let link = OpLink::open(
             addr.to_owned(),
             format!("osd.{osd}"),
-            move |ops| async move { client.op_stream(ops).await },
+            LinkKind::Ops,
+            self.connect_timeout,
         );
         links.insert(addr.to_owned(), Arc::clone(&link));
         link

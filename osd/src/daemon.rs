@@ -16,7 +16,8 @@ use clustermap::{Epoch, Uuid};
 use monclient::{ClientConfig, MonClient};
 use proto::mon::OsdBootRequest;
 use proto::osd::osd_server::OsdServer;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
+use tokio_stream::wrappers::ReceiverStream;
 
 use crate::config::OsdConfig;
 use crate::node::Node;
@@ -203,7 +204,7 @@ pub async fn run(options: Options, shutdown: impl Future<Output = ()>) -> anyhow
             .initial_connection_window_size(proto::OSD_CONNECTION_WINDOW)
             .max_frame_size(proto::OSD_MAX_FRAME_BYTES)
             .add_service(service)
-            .serve_with_incoming_shutdown(accept_with_nodelay(listener), async move {
+            .serve_with_incoming_shutdown(accept(listener, &node), async move {
                 let _ = stop_rx.wait_for(|stop| *stop).await;
             }),
     );
@@ -284,9 +285,16 @@ async fn boot(
     }
 }
 
-/// Accepted connections with Nagle's algorithm off: small replies would otherwise wait for
-/// the peer's delayed ACK (about 40 ms). `Server::tcp_nodelay` does not apply to a listener
-/// passed in by the caller, so the incoming stream sets it.
-fn accept_with_nodelay(listener: TcpListener) -> tonic::transport::server::TcpIncoming {
-    tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true))
+/// The connections to this OSD's port: links are served on their own tasks, the rest is
+/// gRPC for the returned stream.
+fn accept(listener: TcpListener, node: &Arc<Node>) -> ReceiverStream<std::io::Result<TcpStream>> {
+    let node = Arc::clone(node);
+    proto::link::accept(listener, move |stream, kind, peer| {
+        tokio::spawn(OsdService::serve_link(
+            Arc::clone(&node),
+            stream,
+            kind,
+            peer,
+        ));
+    })
 }

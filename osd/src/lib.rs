@@ -11,10 +11,10 @@
 //! * [`mapfollow`]: the map subscription;
 //! * [`memory`]: handing freed memory back to the kernel;
 //! * [`pg`]: one PG: ordering, versions, replication, reads, peering;
-//! * [`server`]: the `Osd` gRPC service;
+//! * [`server`]: the `Osd` gRPC service and the links' requests;
 //! * [`wire`]: proto conversions and the op error mapping;
 //! * [`peers`]: channels to other OSDs;
-//! * [`replica_link`]: the stream that carries small replicated writes to one peer;
+//! * [`replica_link`]: the link that carries small replicated writes to one peer;
 //! * [`heartbeat`], [`reporter`]: pings and failure reports, beacons, PG statistics;
 //! * [`status`]: the admin view.
 //!

@@ -1,6 +1,6 @@
 //! [`Peers`]: one reused gRPC channel per peer OSD, found by the address the map gives
-//! it, and over it one [`ReplicaLink`] for small replicated writes. Both are replaced when
-//! the map gives the OSD a new address (it restarted), and a link also when its stream
+//! it, and one [`ReplicaLink`] for small replicated writes. Both are replaced when
+//! the map gives the OSD a new address (it restarted), and a link also when its connection
 //! ended, so connections are opened once per peer life, not per message. HTTP/2 windows
 //! are made large enough for whole 4 MiB objects to stream without stalls.
 
@@ -54,7 +54,7 @@ impl Peers {
     /// The replication link to `osd` at the address `map` gives it, opened if there is
     /// none to that address or the last one closed; `None` when the map has no address.
     pub fn link(&self, map: &ClusterMap, osd: OsdId) -> Option<Arc<ReplicaLink>> {
-        let (addr, channel) = self.channel(map, osd)?;
+        let addr = map.osd(osd)?.address.clone()?;
         let mut links = self
             .links
             .lock()
@@ -64,7 +64,7 @@ impl Peers {
                 return Some(Arc::clone(link));
             }
         }
-        let link = crate::replica_link::open(addr, channel, osd);
+        let link = crate::replica_link::open(addr, osd);
         links.insert(osd, Arc::clone(&link));
         Some(link)
     }

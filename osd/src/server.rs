@@ -1,13 +1,15 @@
-//! The `Osd` gRPC service: every rpc of osd.proto, each a thin layer that checks epochs
+//! The `Osd` gRPC service and the links' requests (small ops and replicated writes, see
+//! [`proto::link`]): every rpc of osd.proto, each a thin layer that checks epochs
 //! and placement, then hands over to the PG ([`crate::pg`]) or answers from the store.
 //! Client-visible failures are built in one place ([`crate::wire::OpFailure`]); no input
 //! from the network can make a handler panic.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use clustermap::{ClusterMap, Epoch, PgId};
-use proto::link::Tagged;
+use proto::link::{self as link, LinkKind};
 use proto::osd::osd_server::Osd;
 use proto::osd::{
     ListObjectsReply, ListObjectsRequest, OpErrorKind, OpReply, OpRequest, OsdStatusReply,
@@ -16,18 +18,13 @@ use proto::osd::{
     ReplicateReply, ReplicateRequest, ReplicateStatus, ScannedObject, TaggedOp, TaggedOpReply,
     TaggedReplicate, TaggedReplicateReply,
 };
-use tokio::sync::mpsc;
-use tokio_stream::wrappers::ReceiverStream;
-use tonic::{Request, Response, Status, Streaming};
+use tokio::net::TcpStream;
+use tonic::{Request, Response, Status};
 
 use crate::node::Node;
 use crate::pg::{peering, Pg, Role};
 use crate::store::{Eversion, ObjectId, StoreError};
 use crate::wire::{self, OpFailure, ParsedOp};
-
-/// How many replies to a stream of tagged requests may wait to be sent before its
-/// requests wait.
-const REPLY_QUEUE: usize = 1024;
 
 /// The longest a request from a newer epoch waits for this OSD to catch up.
 const CATCH_UP_WAIT: Duration = Duration::from_secs(5);
@@ -237,40 +234,47 @@ impl OsdService {
         }
     }
 
-    /// Serves a stream of tagged requests: each runs on its own task (one waiting for its
-    /// predecessor on the same object must not hold up the predecessor queued behind it),
-    /// and its reply goes back under its tag as soon as it is ready. A message without a
-    /// request is answered with `missing`.
-    fn serve_tagged<Q, A, F, Fut>(
-        node: &Arc<Node>,
-        mut requests: Streaming<Q>,
-        answer: F,
-        missing: fn(&OsdService) -> A::Inner,
-    ) -> ReceiverStream<Result<A, Status>>
-    where
-        Q: Tagged,
-        A: Tagged,
-        F: Fn(OsdService, Q::Inner) -> Fut + Clone + Send + 'static,
-        Fut: std::future::Future<Output = A::Inner> + Send + 'static,
-    {
-        let (replies, outbound) = mpsc::channel(REPLY_QUEUE);
-        let node = Arc::clone(node);
-        tokio::spawn(async move {
-            while let Ok(Some(message)) = requests.message().await {
-                let service = OsdService::new(Arc::clone(&node));
-                let replies = replies.clone();
-                let answer = answer.clone();
-                tokio::spawn(async move {
-                    let (tag, request) = message.untag();
-                    let reply = match request {
-                        Some(request) => answer(service, request).await,
-                        None => missing(&service),
-                    };
-                    let _ = replies.send(Ok(A::tag(tag, reply))).await;
-                });
+    /// Serves one link connection ([`proto::link`]) of `kind` from `peer`.
+    pub async fn serve_link(node: Arc<Node>, stream: TcpStream, kind: LinkKind, peer: SocketAddr) {
+        let peer = peer.to_string();
+        match kind {
+            LinkKind::Ops => {
+                let epoch_of = Arc::clone(&node);
+                link::serve::<TaggedOp, TaggedOpReply, _, _>(
+                    stream,
+                    peer,
+                    |request| {
+                        let service = OsdService::new(Arc::clone(&node));
+                        async move { service.answer_op(request).await }
+                    },
+                    || OpReply {
+                        epoch: u64::from(epoch_of.epoch()),
+                        error: Some(OpFailure::invalid("a tagged op without a request").to_wire()),
+                        version: None,
+                        results: Vec::new(),
+                    },
+                )
+                .await;
             }
-        });
-        ReceiverStream::new(outbound)
+            LinkKind::Replicate => {
+                let epoch_of = Arc::clone(&node);
+                link::serve::<TaggedReplicate, TaggedReplicateReply, _, _>(
+                    stream,
+                    peer,
+                    |request| {
+                        let service = OsdService::new(Arc::clone(&node));
+                        async move { service.replicate_one(request).await }
+                    },
+                    || ReplicateReply {
+                        epoch: u64::from(epoch_of.epoch()),
+                        status: ReplicateStatus::Failed as i32,
+                        message: "a tagged write without a request".into(),
+                        last_update: None,
+                    },
+                )
+                .await;
+            }
+        }
     }
 }
 
@@ -278,26 +282,6 @@ impl OsdService {
 impl Osd for OsdService {
     async fn op(&self, request: Request<OpRequest>) -> Result<Response<OpReply>, Status> {
         Ok(Response::new(self.answer_op(request.into_inner()).await))
-    }
-
-    type OpStreamStream = ReceiverStream<Result<TaggedOpReply, Status>>;
-
-    async fn op_stream(
-        &self,
-        request: Request<Streaming<TaggedOp>>,
-    ) -> Result<Response<Self::OpStreamStream>, Status> {
-        let replies = Self::serve_tagged::<TaggedOp, TaggedOpReply, _, _>(
-            &self.node,
-            request.into_inner(),
-            |service, request| async move { service.answer_op(request).await },
-            |service| OpReply {
-                epoch: u64::from(service.node.epoch()),
-                error: Some(OpFailure::invalid("a tagged op without a request").to_wire()),
-                version: None,
-                results: Vec::new(),
-            },
-        );
-        Ok(Response::new(replies))
     }
 
     async fn list_objects(
@@ -364,26 +348,6 @@ impl Osd for OsdService {
         Ok(Response::new(
             self.replicate_one(request.into_inner()).await,
         ))
-    }
-
-    type ReplicateStreamStream = ReceiverStream<Result<TaggedReplicateReply, Status>>;
-
-    async fn replicate_stream(
-        &self,
-        request: Request<Streaming<TaggedReplicate>>,
-    ) -> Result<Response<Self::ReplicateStreamStream>, Status> {
-        let replies = Self::serve_tagged::<TaggedReplicate, TaggedReplicateReply, _, _>(
-            &self.node,
-            request.into_inner(),
-            |service, request| async move { service.replicate_one(request).await },
-            |service| ReplicateReply {
-                epoch: u64::from(service.node.epoch()),
-                status: ReplicateStatus::Failed as i32,
-                message: "a tagged write without a request".into(),
-                last_update: None,
-            },
-        );
-        Ok(Response::new(replies))
     }
 
     async fn ping(&self, request: Request<PingRequest>) -> Result<Response<PingReply>, Status> {

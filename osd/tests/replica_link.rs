@@ -1,32 +1,27 @@
-//! The replication stream (`ReplicaLink`) against a scripted peer: replies are matched to
-//! their writes by tag whatever order they come in, and a stream that ends fails the writes
-//! waiting on it at once (not at their deadline) and marks the link closed.
+//! The replication link (`ReplicaLink`) against a scripted peer: replies are matched to
+//! their writes by tag whatever order they come in, and a link that ends (or whose peer
+//! sends a malformed frame) fails the writes waiting on it at once (not at their deadline)
+//! and marks the link closed.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use osd::peers::channel_to;
 use osd::replica_link::{self, LinkError};
-use proto::osd::osd_server::{Osd, OsdServer};
+use proto::link::{self, FrameReader, FrameWriter, LinkKind};
 use proto::osd::*;
-use tokio::net::TcpListener;
-use tokio::sync::mpsc;
-use tokio_stream::wrappers::{ReceiverStream, TcpListenerStream};
-use tonic::{Request, Response, Status, Streaming};
+use tokio::io::AsyncWriteExt;
+use tokio::net::{TcpListener, TcpStream};
 
-/// What the scripted peer does with a stream.
+/// What the scripted peer does with a link.
 #[derive(Clone, Copy)]
 enum Script {
     /// Waits for `batch` writes, then answers them last first, echoing each write's epoch.
     ReverseBatches { batch: usize },
-    /// Ends the stream with an error when the first write arrives.
+    /// Closes the connection when the first write arrives.
     FailOnFirstWrite,
-}
-
-struct ScriptedPeer {
-    script: Script,
-    streams_opened: Arc<AtomicUsize>,
+    /// Answers the first write with a frame longer than a link may carry.
+    OversizedReply,
 }
 
 fn echo(write: &TaggedReplicate) -> TaggedReplicateReply {
@@ -42,106 +37,51 @@ fn echo(write: &TaggedReplicate) -> TaggedReplicateReply {
     }
 }
 
-#[tonic::async_trait]
-impl Osd for ScriptedPeer {
-    async fn op(&self, _: Request<OpRequest>) -> Result<Response<OpReply>, Status> {
-        Err(Status::unimplemented("scripted"))
-    }
-    type OpStreamStream = ReceiverStream<Result<TaggedOpReply, Status>>;
-    async fn op_stream(
-        &self,
-        _: Request<Streaming<TaggedOp>>,
-    ) -> Result<Response<Self::OpStreamStream>, Status> {
-        Err(Status::unimplemented("scripted"))
-    }
-    async fn list_objects(
-        &self,
-        _: Request<ListObjectsRequest>,
-    ) -> Result<Response<ListObjectsReply>, Status> {
-        Err(Status::unimplemented("scripted"))
-    }
-    async fn replicate(
-        &self,
-        _: Request<ReplicateRequest>,
-    ) -> Result<Response<ReplicateReply>, Status> {
-        Err(Status::unimplemented("scripted"))
-    }
-    type ReplicateStreamStream = ReceiverStream<Result<TaggedReplicateReply, Status>>;
-    async fn replicate_stream(
-        &self,
-        request: Request<Streaming<TaggedReplicate>>,
-    ) -> Result<Response<Self::ReplicateStreamStream>, Status> {
-        self.streams_opened.fetch_add(1, Ordering::SeqCst);
-        let mut writes = request.into_inner();
-        let (replies, outbound) = mpsc::channel(64);
-        let script = self.script;
-        tokio::spawn(async move {
+async fn run_script(script: Script, stream: TcpStream) {
+    let (read, mut write) = stream.into_split();
+    let mut writes = FrameReader::new(read);
+    match script {
+        Script::FailOnFirstWrite => {
+            let _ = writes.next::<TaggedReplicate>().await;
+        }
+        Script::OversizedReply => {
+            let _ = writes.next::<TaggedReplicate>().await;
+            let len = (link::MAX_FRAME_BYTES as u32 + 1).to_le_bytes();
+            write.write_all(&len).await.unwrap();
+            write.write_all(&[0u8; 1024]).await.unwrap();
+            // Held open: the client must give up on its own.
+            let _ = writes.next::<TaggedReplicate>().await;
+        }
+        Script::ReverseBatches { batch } => {
+            let replies = FrameWriter::attached(write);
             let mut held = Vec::new();
-            while let Ok(Some(write)) = writes.message().await {
-                match script {
-                    Script::FailOnFirstWrite => {
-                        let _ = replies.send(Err(Status::unavailable("going away"))).await;
-                        return;
-                    }
-                    Script::ReverseBatches { batch } => {
-                        held.push(write);
-                        if held.len() == batch {
-                            for write in held.drain(..).rev() {
-                                let _ = replies.send(Ok(echo(&write))).await;
-                            }
-                        }
+            while let Ok(Some(write)) = writes.next::<TaggedReplicate>().await {
+                held.push(write);
+                if held.len() == batch {
+                    for write in held.drain(..).rev() {
+                        assert!(replies.send(&echo(&write)));
                     }
                 }
             }
-        });
-        Ok(Response::new(ReceiverStream::new(outbound)))
-    }
-    async fn ping(&self, _: Request<PingRequest>) -> Result<Response<PingReply>, Status> {
-        Err(Status::unimplemented("scripted"))
-    }
-    async fn pg_query(&self, _: Request<PgQueryRequest>) -> Result<Response<PgQueryReply>, Status> {
-        Err(Status::unimplemented("scripted"))
-    }
-    async fn pg_scan(&self, _: Request<PgScanRequest>) -> Result<Response<PgScanReply>, Status> {
-        Err(Status::unimplemented("scripted"))
-    }
-    async fn pull_object(
-        &self,
-        _: Request<PullObjectRequest>,
-    ) -> Result<Response<PullObjectReply>, Status> {
-        Err(Status::unimplemented("scripted"))
-    }
-    async fn push_object(
-        &self,
-        _: Request<PushObjectRequest>,
-    ) -> Result<Response<PushObjectReply>, Status> {
-        Err(Status::unimplemented("scripted"))
-    }
-    async fn osd_status(
-        &self,
-        _: Request<OsdStatusRequest>,
-    ) -> Result<Response<OsdStatusReply>, Status> {
-        Err(Status::unimplemented("scripted"))
+        }
     }
 }
 
-/// Starts a scripted peer; returns its address and its count of opened streams.
+/// Starts a scripted peer; returns its address and its count of opened links.
 async fn start_peer(script: Script) -> (String, Arc<AtomicUsize>) {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap().to_string();
-    let streams_opened = Arc::new(AtomicUsize::new(0));
-    let peer = ScriptedPeer {
-        script,
-        streams_opened: Arc::clone(&streams_opened),
-    };
-    tokio::spawn(async move {
-        tonic::transport::Server::builder()
-            .add_service(OsdServer::new(peer))
-            .serve_with_incoming(TcpListenerStream::new(listener))
-            .await
-            .unwrap();
+    let links_opened = Arc::new(AtomicUsize::new(0));
+    let counter = Arc::clone(&links_opened);
+    let others = link::accept(listener, move |stream, kind, _| {
+        assert_eq!(kind, LinkKind::Replicate);
+        counter.fetch_add(1, Ordering::SeqCst);
+        tokio::spawn(run_script(script, stream));
     });
-    (addr, streams_opened)
+    // Nothing here speaks gRPC: other connections are closed as they come.
+    let mut others = others.into_inner();
+    tokio::spawn(async move { while others.recv().await.is_some() {} });
+    (addr, links_opened)
 }
 
 fn write_at(epoch: u64) -> ReplicateRequest {
@@ -159,7 +99,7 @@ async fn replies_find_their_writes_whatever_their_order() {
         batch: WRITES as usize,
     })
     .await;
-    let link = replica_link::open(addr.clone(), channel_to(&addr).unwrap(), 1);
+    let link = replica_link::open(addr.clone(), 1);
     let deadline = Instant::now() + Duration::from_secs(10);
     let mut writes = tokio::task::JoinSet::new();
     for epoch in 1..=WRITES {
@@ -179,14 +119,14 @@ async fn replies_find_their_writes_whatever_their_order() {
     assert_eq!(
         streams_opened.load(Ordering::SeqCst),
         1,
-        "one stream serves every write"
+        "one link serves every write"
     );
 }
 
 #[tokio::test]
-async fn a_stream_that_ends_fails_its_waiting_writes_at_once() {
+async fn a_link_that_ends_fails_its_waiting_writes_at_once() {
     let (addr, _) = start_peer(Script::FailOnFirstWrite).await;
-    let link = replica_link::open(addr.clone(), channel_to(&addr).unwrap(), 1);
+    let link = replica_link::open(addr.clone(), 1);
     let started = Instant::now();
     let deadline = started + Duration::from_secs(30);
     let outcome = link.call_until(write_at(1), deadline).await;
@@ -196,7 +136,7 @@ async fn a_stream_that_ends_fails_its_waiting_writes_at_once() {
     );
     assert!(
         started.elapsed() < Duration::from_secs(10),
-        "the write waited for its deadline instead of failing with the stream"
+        "the write waited for its deadline instead of failing with the link"
     );
     assert!(link.is_closed());
     let again = link.call_until(write_at(2), deadline).await;
@@ -212,11 +152,24 @@ async fn a_link_to_a_dead_address_closes_without_waiting_for_the_deadline() {
         .local_addr()
         .unwrap()
         .to_string();
-    let link = replica_link::open(addr.clone(), channel_to(&addr).unwrap(), 1);
+    a_write_fails_closed_long_before_its_deadline(addr).await;
+}
+
+#[tokio::test]
+async fn a_reply_over_the_frame_limit_closes_the_link() {
+    let (addr, _) = start_peer(Script::OversizedReply).await;
+    a_write_fails_closed_long_before_its_deadline(addr).await;
+}
+
+/// Sends one write over a new link to `addr` with 30 s to go and checks that it fails
+/// as closed (and the link with it) within 10 s.
+async fn a_write_fails_closed_long_before_its_deadline(addr: String) {
+    let link = replica_link::open(addr, 1);
     let started = Instant::now();
     let outcome = link
         .call_until(write_at(1), started + Duration::from_secs(30))
         .await;
     assert!(matches!(outcome, Err(LinkError::Closed)), "got {outcome:?}");
+    assert!(link.is_closed());
     assert!(started.elapsed() < Duration::from_secs(10));
 }

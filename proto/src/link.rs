@@ -1,20 +1,36 @@
-//! [`Link`]: one long-lived bidirectional gRPC stream that carries many small requests as
-//! tagged messages, with the replies matched back by tag. A unary call is a whole HTTP/2
-//! request each time (headers both ways, trailers, a stream opened and closed, a task on the
-//! server); on a link a request is one message each way, and requests queued together leave
-//! in one socket write. The OSDs replicate small writes over one (`ReplicateStream`) and
-//! clients send small writes to a primary over one (`OpStream`).
+//! [`Link`]: one long-lived TCP connection that carries many small requests as tagged,
+//! length-prefixed protobuf frames, with the replies matched back by tag. The OSDs
+//! replicate small writes over one (`ReplicaLink`) and clients send small writes to a
+//! primary over one (`OpLink`); everything else is gRPC on the same port.
 //!
-//! A link dies with its stream (the peer died or restarted, the connection broke): every
-//! call waiting on it fails with [`LinkError::Closed`] at once, and the owner opens a new
-//! link for the next call. Retries and deadlines stay the caller's business.
+//! Why not a gRPC stream: over HTTP/2 one message crosses three or four tasks on each side
+//! (the body pipe, the connection task, the stream reader) before it reaches its handler,
+//! and each crossing is a thread wake-up. Here the sender writes its frame to the socket
+//! from its own task when the socket is idle, and the receiver's one reader task hands
+//! each request to the task that runs it. A small write crosses the client-primary and
+//! primary-replica hops twice each, so these wake-ups were most of a small write's latency.
+//!
+//! A connection opens with [`PREAMBLE_MAGIC`] and a [`LinkKind`] byte, which is how an OSD
+//! tells a link from gRPC on its one port ([`identify`]). Each frame is a little-endian
+//! `u32` length and that many bytes of one protobuf message, at most [`MAX_FRAME_BYTES`].
+//!
+//! A link dies with its connection (the peer died or restarted, the connection broke, a
+//! frame was malformed): every call waiting on it fails with [`LinkError::Closed`] at once,
+//! and the owner opens a new link for the next call. Retries and deadlines stay the
+//! caller's business.
 
 use std::collections::HashMap;
 use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
 
-use tokio::sync::{mpsc, oneshot};
+use tokio::io::{AsyncReadExt, BufReader};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{mpsc, oneshot, Notify};
 use tokio_stream::wrappers::ReceiverStream;
 
 use crate::osd::{
@@ -22,13 +38,48 @@ use crate::osd::{
     TaggedReplicateReply,
 };
 
-/// How many requests may wait to be sent on one link before senders wait.
-const SEND_QUEUE: usize = 1024;
+/// The first bytes of every link connection. gRPC connections open with HTTP/2's
+/// `PRI * HTTP/2.0` preface, so the first byte alone tells the two apart.
+pub const PREAMBLE_MAGIC: [u8; 8] = *b"SHOALLNK";
 
-/// A stream message that carries one request or reply under a tag (the reply repeats its
+/// The largest frame either end sends or accepts. Links carry small requests only (the
+/// senders send larger ones as gRPC requests); a longer frame means a broken or hostile
+/// peer, and the connection is closed.
+pub const MAX_FRAME_BYTES: usize = 1 << 20;
+
+/// How many bytes of replies a server lets wait for a peer that does not read them before
+/// it stops reading that peer's requests.
+const SERVER_BACKLOG_BYTES: usize = 8 << 20;
+
+/// What a link carries, named by the byte after the magic.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LinkKind {
+    /// Client ops to a primary: `TaggedOp` in, `TaggedOpReply` out.
+    Ops = 1,
+    /// Replicated writes from a primary: `TaggedReplicate` in, `TaggedReplicateReply` out.
+    Replicate = 2,
+}
+
+impl LinkKind {
+    fn from_byte(byte: u8) -> Option<Self> {
+        match byte {
+            1 => Some(LinkKind::Ops),
+            2 => Some(LinkKind::Replicate),
+            _ => None,
+        }
+    }
+
+    fn preamble(self) -> Vec<u8> {
+        let mut bytes = PREAMBLE_MAGIC.to_vec();
+        bytes.push(self as u8);
+        bytes
+    }
+}
+
+/// A frame message that carries one request or reply under a tag (the reply repeats its
 /// request's tag). The client side of a link wraps requests and unwraps replies; a server
-/// of the stream does the reverse.
-pub trait Tagged: Send + 'static {
+/// of the link does the reverse.
+pub trait Tagged: prost::Message + Default + Send + 'static {
     /// The request or reply inside.
     type Inner: Send + 'static;
     /// Wraps `inner` under `tag`.
@@ -40,23 +91,272 @@ pub trait Tagged: Send + 'static {
 /// Why a call on a link got no reply.
 #[derive(Debug, thiserror::Error)]
 pub enum LinkError {
-    /// The stream ended before the reply came (the peer died or the connection broke).
-    #[error("the stream to the peer closed")]
+    /// The connection ended before the reply came (the peer died or the connection broke).
+    #[error("the link to the peer closed")]
     Closed,
     /// The caller's deadline passed first.
     #[error("no reply before the deadline")]
     Deadline,
 }
 
+/// Why reading a frame failed.
+#[derive(Debug, thiserror::Error)]
+pub enum FrameError {
+    /// The socket failed or ended inside a frame.
+    #[error("reading the link: {0}")]
+    Io(#[from] io::Error),
+    /// The length prefix is over [`MAX_FRAME_BYTES`].
+    #[error("a frame of {0} bytes is over the limit of {MAX_FRAME_BYTES}")]
+    TooLong(usize),
+    /// The bytes are not the message the link carries.
+    #[error("an undecodable frame: {0}")]
+    Undecodable(#[from] prost::DecodeError),
+}
+
+/// What a new connection to an OSD's port speaks.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Opening {
+    /// A link of this kind; its preamble has been read.
+    Link(LinkKind),
+    /// Anything else, left unread for the gRPC server.
+    Grpc,
+    /// It began like a link but is not a valid one.
+    Bad(String),
+}
+
+/// Reads enough of a new connection to tell a link from gRPC (see [`Opening`]).
+pub async fn identify(stream: &mut TcpStream) -> io::Result<Opening> {
+    let mut first = [0u8; 1];
+    if stream.peek(&mut first).await? == 0 || first[0] != PREAMBLE_MAGIC[0] {
+        return Ok(Opening::Grpc);
+    }
+    let mut preamble = [0u8; PREAMBLE_MAGIC.len() + 1];
+    stream.read_exact(&mut preamble).await?;
+    if preamble[..PREAMBLE_MAGIC.len()] != PREAMBLE_MAGIC {
+        return Ok(Opening::Bad(format!(
+            "a connection opened with {:?}, neither gRPC nor a link",
+            String::from_utf8_lossy(&preamble[..PREAMBLE_MAGIC.len()])
+        )));
+    }
+    let kind = preamble[PREAMBLE_MAGIC.len()];
+    Ok(LinkKind::from_byte(kind).map_or_else(
+        || Opening::Bad(format!("a link of unknown kind {kind}")),
+        Opening::Link,
+    ))
+}
+
+/// Reads frames from one connection.
+pub struct FrameReader {
+    socket: BufReader<OwnedReadHalf>,
+}
+
+impl FrameReader {
+    /// Reads frames from `socket`.
+    pub fn new(socket: OwnedReadHalf) -> Self {
+        FrameReader {
+            socket: BufReader::with_capacity(64 << 10, socket),
+        }
+    }
+
+    /// The next message; `None` when the peer closed the connection between frames.
+    pub async fn next<M: prost::Message + Default>(&mut self) -> Result<Option<M>, FrameError> {
+        let mut prefix = [0u8; 4];
+        match self.socket.read_exact(&mut prefix).await {
+            Ok(_) => {}
+            Err(error) if error.kind() == io::ErrorKind::UnexpectedEof => return Ok(None),
+            Err(error) => return Err(error.into()),
+        }
+        let len = u32::from_le_bytes(prefix) as usize;
+        if len > MAX_FRAME_BYTES {
+            return Err(FrameError::TooLong(len));
+        }
+        let mut body = vec![0u8; len];
+        self.socket.read_exact(&mut body).await?;
+        Ok(Some(M::decode(body.as_slice())?))
+    }
+}
+
+/// The sending side of one connection. A frame is queued, and whichever sender finds the
+/// socket idle writes the queue from its own task; only what the socket cannot take at
+/// once is left to a spawned task. Until the connection is attached, frames just queue.
+pub struct FrameWriter {
+    outbox: Mutex<Outbox>,
+    drained: Notify,
+}
+
+#[derive(Default)]
+struct Outbox {
+    pending: Vec<u8>,
+    /// A sender (or the spawned task) is writing the queue.
+    writing: bool,
+    socket: Option<Arc<OwnedWriteHalf>>,
+    broken: bool,
+}
+
+impl FrameWriter {
+    /// A writer whose queue starts with `opening` (a preamble, or nothing).
+    fn new(opening: Vec<u8>) -> Arc<Self> {
+        Arc::new(FrameWriter {
+            outbox: Mutex::new(Outbox {
+                pending: opening,
+                ..Outbox::default()
+            }),
+            drained: Notify::new(),
+        })
+    }
+
+    fn outbox(&self) -> MutexGuard<'_, Outbox> {
+        self.outbox
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// A writer of frames to `socket`.
+    pub fn attached(socket: OwnedWriteHalf) -> Arc<Self> {
+        let writer = FrameWriter::new(Vec::new());
+        writer.attach(socket);
+        writer
+    }
+
+    /// Starts writing to `socket`, beginning with what queued before.
+    fn attach(self: &Arc<Self>, socket: OwnedWriteHalf) {
+        let mut outbox = self.outbox();
+        outbox.socket = Some(Arc::new(socket));
+        self.write_queue(outbox);
+    }
+
+    /// Queues `message`; `false` once the connection has failed.
+    pub fn send<M: prost::Message>(self: &Arc<Self>, message: &M) -> bool {
+        let mut outbox = self.outbox();
+        if outbox.broken {
+            return false;
+        }
+        let len = message.encoded_len();
+        outbox.pending.reserve(4 + len);
+        outbox
+            .pending
+            .extend_from_slice(&(len as u32).to_le_bytes());
+        message
+            .encode(&mut outbox.pending)
+            .expect("a Vec grows to fit");
+        self.write_queue(outbox);
+        true
+    }
+
+    /// Bytes queued and not yet written.
+    fn backlog(&self) -> usize {
+        self.outbox().pending.len()
+    }
+
+    /// Waits until at most `bytes` are queued (or the connection failed).
+    async fn backlog_below(&self, bytes: usize) {
+        loop {
+            let drained = self.drained.notified();
+            tokio::pin!(drained);
+            drained.as_mut().enable();
+            {
+                let outbox = self.outbox();
+                if outbox.broken || outbox.pending.len() <= bytes {
+                    return;
+                }
+            }
+            drained.await;
+        }
+    }
+
+    /// Marks the connection failed: what is queued is dropped, later sends refused.
+    fn fail(&self) {
+        let mut outbox = self.outbox();
+        outbox.broken = true;
+        outbox.pending = Vec::new();
+        outbox.socket = None;
+        drop(outbox);
+        self.drained.notify_waiters();
+    }
+
+    /// Writes the queue now if nobody else is, without waiting on the socket.
+    fn write_queue<'a>(self: &'a Arc<Self>, mut outbox: MutexGuard<'a, Outbox>) {
+        if outbox.writing || outbox.broken || outbox.pending.is_empty() {
+            return;
+        }
+        let Some(socket) = outbox.socket.clone() else {
+            return;
+        };
+        outbox.writing = true;
+        loop {
+            let batch = std::mem::take(&mut outbox.pending);
+            drop(outbox);
+            let mut written = 0;
+            while written < batch.len() {
+                match socket.try_write(&batch[written..]) {
+                    Ok(0) => return self.fail(),
+                    Ok(n) => written += n,
+                    Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
+                    Err(error) if error.kind() == io::ErrorKind::WouldBlock => {
+                        let writer = Arc::clone(self);
+                        tokio::spawn(async move { writer.finish(socket, batch, written).await });
+                        return;
+                    }
+                    Err(_) => return self.fail(),
+                }
+            }
+            outbox = self.outbox();
+            if outbox.pending.is_empty() || outbox.broken {
+                outbox.writing = false;
+                drop(outbox);
+                self.drained.notify_waiters();
+                return;
+            }
+        }
+    }
+
+    /// Finishes writing `batch` from `written` on, waiting for the socket, then the rest
+    /// of the queue.
+    async fn finish(
+        self: Arc<Self>,
+        socket: Arc<OwnedWriteHalf>,
+        mut batch: Vec<u8>,
+        mut written: usize,
+    ) {
+        loop {
+            while written < batch.len() {
+                if socket.writable().await.is_err() {
+                    return self.fail();
+                }
+                match socket.try_write(&batch[written..]) {
+                    Ok(0) => return self.fail(),
+                    Ok(n) => written += n,
+                    Err(error)
+                        if matches!(
+                            error.kind(),
+                            io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
+                        ) => {}
+                    Err(_) => return self.fail(),
+                }
+            }
+            let mut outbox = self.outbox();
+            if outbox.pending.is_empty() || outbox.broken {
+                outbox.writing = false;
+                drop(outbox);
+                self.drained.notify_waiters();
+                return;
+            }
+            batch = std::mem::take(&mut outbox.pending);
+            written = 0;
+        }
+    }
+}
+
 type Waiters<R> = Mutex<HashMap<u64, oneshot::Sender<R>>>;
 
-/// A stream of tagged requests `Q` to one peer at one address, answered by tagged replies `A`.
+/// A link of tagged requests `Q` to one peer at one address, answered by tagged replies `A`.
 pub struct Link<Q: Tagged, A: Tagged> {
     addr: String,
-    outbound: mpsc::Sender<Q>,
+    writer: Arc<FrameWriter>,
     waiting: Waiters<A::Inner>,
     next_tag: AtomicU64,
     closed: AtomicBool,
+    _requests: std::marker::PhantomData<fn(Q)>,
 }
 
 impl<Q: Tagged, A: Tagged> std::fmt::Debug for Link<Q, A> {
@@ -69,48 +369,55 @@ impl<Q: Tagged, A: Tagged> std::fmt::Debug for Link<Q, A> {
 }
 
 impl<Q: Tagged, A: Tagged> Link<Q, A> {
-    /// Opens a link to the peer at `addr` (named `peer` in logs): `start` makes the
-    /// streaming call with the outbound messages. The stream is opened in the background,
-    /// so a dead peer shows as a closed link, not as an error here.
-    pub fn open<F, Fut>(addr: String, peer: String, start: F) -> Arc<Self>
-    where
-        F: FnOnce(ReceiverStream<Q>) -> Fut + Send + 'static,
-        Fut: Future<Output = Result<tonic::Response<tonic::Streaming<A>>, tonic::Status>>
-            + Send
-            + 'static,
-    {
-        let (outbound, queue) = mpsc::channel(SEND_QUEUE);
+    /// Opens a link of `kind` to the peer at `addr` (named `peer` in logs). The connection
+    /// is made in the background (giving up after `connect_timeout`), so a dead peer shows
+    /// as a closed link, not as an error here; calls made before it is up wait in the queue.
+    pub fn open(
+        addr: String,
+        peer: String,
+        kind: LinkKind,
+        connect_timeout: Duration,
+    ) -> Arc<Self> {
         let link = Arc::new(Link {
-            addr,
-            outbound,
+            addr: addr.clone(),
+            writer: FrameWriter::new(kind.preamble()),
             waiting: Mutex::new(HashMap::new()),
             next_tag: AtomicU64::new(0),
             closed: AtomicBool::new(false),
+            _requests: std::marker::PhantomData,
         });
         let reader = Arc::clone(&link);
         tokio::spawn(async move {
-            match start(ReceiverStream::new(queue)).await {
-                Ok(response) => {
-                    let mut replies = response.into_inner();
-                    loop {
-                        match replies.message().await {
-                            Ok(Some(answer)) => {
-                                let (tag, reply) = answer.untag();
-                                reader.deliver(tag, reply);
-                            }
-                            Ok(None) => break,
-                            Err(status) => {
-                                tracing::debug!(peer, %status, "stream broke");
-                                break;
-                            }
-                        }
-                    }
+            let connected = tokio::time::timeout(connect_timeout, TcpStream::connect(&addr)).await;
+            match connected {
+                Ok(Ok(stream)) => {
+                    let _ = stream.set_nodelay(true);
+                    let (read, write) = stream.into_split();
+                    reader.writer.attach(write);
+                    reader.read_replies(FrameReader::new(read), &peer).await;
                 }
-                Err(status) => tracing::debug!(peer, %status, "cannot open a stream"),
+                Ok(Err(error)) => tracing::debug!(peer, %error, "cannot connect a link"),
+                Err(_) => tracing::debug!(peer, "connecting a link timed out"),
             }
             reader.close();
         });
         link
+    }
+
+    async fn read_replies(&self, mut replies: FrameReader, peer: &str) {
+        loop {
+            match replies.next::<A>().await {
+                Ok(Some(answer)) => {
+                    let (tag, reply) = answer.untag();
+                    self.deliver(tag, reply);
+                }
+                Ok(None) => return,
+                Err(error) => {
+                    tracing::debug!(peer, %error, "link broke");
+                    return;
+                }
+            }
+        }
     }
 
     /// The address this link was opened to.
@@ -118,7 +425,7 @@ impl<Q: Tagged, A: Tagged> Link<Q, A> {
         &self.addr
     }
 
-    /// Whether the stream has ended (a new link is needed).
+    /// Whether the connection has ended (a new link is needed).
     pub fn is_closed(&self) -> bool {
         self.closed.load(Ordering::Acquire)
     }
@@ -139,6 +446,7 @@ impl<Q: Tagged, A: Tagged> Link<Q, A> {
     /// Marks the link closed and fails every waiting call (dropping its reply sender).
     fn close(&self) {
         self.closed.store(true, Ordering::Release);
+        self.writer.fail();
         self.waiting().clear();
     }
 
@@ -151,13 +459,9 @@ impl<Q: Tagged, A: Tagged> Link<Q, A> {
         let _forget = Forget { link: self, tag };
         // Checked after registering: a close that ran before the insert is seen here, one
         // that runs after it drops our sender.
-        if self.is_closed() {
+        if self.is_closed() || !self.writer.send(&Q::tag(tag, request)) {
             return Err(LinkError::Closed);
         }
-        self.outbound
-            .send(Q::tag(tag, request))
-            .await
-            .map_err(|_| LinkError::Closed)?;
         reply.await.map_err(|_| LinkError::Closed)
     }
 
@@ -185,7 +489,103 @@ impl<Q: Tagged, A: Tagged> Drop for Forget<'_, Q, A> {
     }
 }
 
-/// Makes generated stream messages [`Tagged`]: each has a `tag` and one optional field.
+/// Serves one link connection whose preamble [`identify`] has read: each request runs on
+/// its own task (one waiting for its predecessor on the same object must not hold up the
+/// predecessor queued behind it), and its reply is sent under its tag as soon as it is
+/// ready. A message without a request is answered with `missing()`. A malformed frame ends
+/// the connection (logged with `peer`); the requests already running still finish.
+pub async fn serve<Q, A, F, Fut>(
+    stream: TcpStream,
+    peer: String,
+    answer: F,
+    missing: impl Fn() -> A::Inner,
+) where
+    Q: Tagged,
+    A: Tagged,
+    F: Fn(Q::Inner) -> Fut,
+    Fut: Future<Output = A::Inner> + Send + 'static,
+{
+    let (read, write) = stream.into_split();
+    let writer = FrameWriter::attached(write);
+    let mut requests = FrameReader::new(read);
+    loop {
+        if writer.backlog() > SERVER_BACKLOG_BYTES {
+            writer.backlog_below(SERVER_BACKLOG_BYTES / 2).await;
+        }
+        match requests.next::<Q>().await {
+            Ok(Some(message)) => {
+                let (tag, request) = message.untag();
+                let writer = Arc::clone(&writer);
+                match request {
+                    Some(request) => {
+                        let reply = answer(request);
+                        tokio::spawn(async move {
+                            writer.send(&A::tag(tag, reply.await));
+                        });
+                    }
+                    None => {
+                        writer.send(&A::tag(tag, missing()));
+                    }
+                }
+            }
+            Ok(None) => return,
+            Err(error) => {
+                tracing::warn!(peer, %error, "closing a link that sent a malformed frame");
+                return;
+            }
+        }
+    }
+}
+
+/// How long a new connection may take to show what it speaks.
+const IDENTIFY_WAIT: Duration = Duration::from_secs(10);
+
+/// Accepts connections on `listener` (Nagle's algorithm off: small replies would otherwise
+/// wait for the peer's delayed ACK) and tells them apart: each link goes to `on_link`
+/// with its kind and the peer's address (it should spawn its server), everything else
+/// comes out of the returned stream, for a gRPC server's `serve_with_incoming`. A
+/// connection that opens like a link but is not one is logged and closed.
+pub fn accept<F>(listener: TcpListener, on_link: F) -> ReceiverStream<io::Result<TcpStream>>
+where
+    F: Fn(TcpStream, LinkKind, SocketAddr) + Send + Sync + 'static,
+{
+    let (grpc, incoming) = mpsc::channel(64);
+    let on_link = Arc::new(on_link);
+    tokio::spawn(async move {
+        loop {
+            let (mut stream, peer) = match listener.accept().await {
+                Ok(accepted) => accepted,
+                Err(error) => {
+                    // Out of file descriptors, say: the next accept may succeed.
+                    tracing::warn!(%error, "accepting a connection failed");
+                    tokio::task::yield_now().await;
+                    continue;
+                }
+            };
+            let _ = stream.set_nodelay(true);
+            let (to_grpc, on_link) = (grpc.clone(), Arc::clone(&on_link));
+            tokio::spawn(async move {
+                match tokio::time::timeout(IDENTIFY_WAIT, identify(&mut stream)).await {
+                    Ok(Ok(Opening::Grpc)) => {
+                        let _ = to_grpc.send(Ok(stream)).await;
+                    }
+                    Ok(Ok(Opening::Link(kind))) => on_link(stream, kind, peer),
+                    Ok(Ok(Opening::Bad(reason))) => {
+                        tracing::warn!(%peer, reason, "closing a connection");
+                    }
+                    Ok(Err(error)) => tracing::debug!(%peer, %error, "a connection failed at once"),
+                    Err(_) => tracing::debug!(%peer, "closing a connection that sent nothing"),
+                }
+            });
+            if grpc.is_closed() {
+                return;
+            }
+        }
+    });
+    ReceiverStream::new(incoming)
+}
+
+/// Makes generated frame messages [`Tagged`]: each has a `tag` and one optional field.
 macro_rules! tagged {
     ($($message:ident($field:ident: $inner:ident)),* $(,)?) => {$(
         impl Tagged for $message {
@@ -212,6 +612,5 @@ tagged!(
 
 /// Replicated writes from a primary to one replica.
 pub type ReplicaLink = Link<TaggedReplicate, TaggedReplicateReply>;
-
-/// Small client ops to one OSD.
+/// Small client ops to one primary.
 pub type OpLink = Link<TaggedOp, TaggedOpReply>;

@@ -5,7 +5,7 @@
 //! the six recorded processes.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Output};
 use std::time::Instant;
 
 use shoal_tests::{alive, bin_dir, describe, osd_binary, pattern, shoal, shoal_binary};
@@ -99,46 +99,23 @@ fn cluster_up_with_defaults_serves_objects_and_down_stops_exactly_its_processes(
     let output = dir.path().join("output.bin");
     let data = pattern(42, 3 * 1024 * 1024 + 17);
     std::fs::write(&input, &data).expect("write the input file");
-    let put = shoal(
+    demo_rados(&conf, &["put", "greeting", input.to_str().expect("a path")]);
+    demo_rados(
         &conf,
-        &[
-            "rados",
-            "-p",
-            "demo",
-            "put",
-            "greeting",
-            input.to_str().expect("a path"),
-        ],
+        &["get", "greeting", output.to_str().expect("a path")],
     );
-    assert!(put.status.success(), "{}", describe(&put));
-    let get = shoal(
-        &conf,
-        &[
-            "rados",
-            "-p",
-            "demo",
-            "get",
-            "greeting",
-            output.to_str().expect("a path"),
-        ],
-    );
-    assert!(get.status.success(), "{}", describe(&get));
     assert!(
         std::fs::read(&output).expect("the output file") == data,
         "rados get returns what rados put stored"
     );
-    let listed = shoal(&conf, &["rados", "-p", "demo", "ls"]);
-    assert!(listed.status.success(), "{}", describe(&listed));
+    let listed = demo_rados(&conf, &["ls"]);
     assert_eq!(String::from_utf8_lossy(&listed.stdout).trim(), "greeting");
 
     // `rados bench`: a short write run of incompressible data, kept for seq and rand reads,
     // then cleaned up.
-    let write = shoal(
+    let write = demo_rados(
         &conf,
         &[
-            "rados",
-            "-p",
-            "demo",
             "bench",
             "2",
             "write",
@@ -152,7 +129,6 @@ fn cluster_up_with_defaults_serves_objects_and_down_stops_exactly_its_processes(
             "bt",
         ],
     );
-    assert!(write.status.success(), "{}", describe(&write));
     let text = String::from_utf8_lossy(&write.stdout);
     assert!(counted(&text, "Total writes made:") > 0, "{text}");
     for line in [
@@ -163,18 +139,10 @@ fn cluster_up_with_defaults_serves_objects_and_down_stops_exactly_its_processes(
         assert!(text.contains(line), "{line} missing from\n{text}");
     }
     let first = dir.path().join("bench-object0.bin");
-    let get = shoal(
+    demo_rados(
         &conf,
-        &[
-            "rados",
-            "-p",
-            "demo",
-            "get",
-            "bt_object0",
-            first.to_str().expect("a path"),
-        ],
+        &["get", "bt_object0", first.to_str().expect("a path")],
     );
-    assert!(get.status.success(), "{}", describe(&get));
     let stored = std::fs::read(&first).expect("the bench object");
     assert_eq!(stored.len(), 64 * 1024);
     let repeats = (0..stored.len() - 251)
@@ -185,18 +153,12 @@ fn cluster_up_with_defaults_serves_objects_and_down_stops_exactly_its_processes(
         "--random-data wrote a cycle ({repeats} repeats)"
     );
     for mode in ["seq", "rand"] {
-        let read = shoal(
-            &conf,
-            &["rados", "-p", "demo", "bench", "1", mode, "-t", "4"],
-        );
-        assert!(read.status.success(), "{}", describe(&read));
+        let read = demo_rados(&conf, &["bench", "1", mode, "-t", "4"]);
         let text = String::from_utf8_lossy(&read.stdout);
         assert!(counted(&text, "Total reads made:") > 0, "{mode}: {text}");
     }
-    let cleanup = shoal(&conf, &["rados", "-p", "demo", "cleanup", "--prefix", "bt"]);
-    assert!(cleanup.status.success(), "{}", describe(&cleanup));
-    let listed = shoal(&conf, &["rados", "-p", "demo", "ls"]);
-    assert!(listed.status.success(), "{}", describe(&listed));
+    demo_rados(&conf, &["cleanup", "--prefix", "bt"]);
+    let listed = demo_rados(&conf, &["ls"]);
     let names: Vec<String> = String::from_utf8_lossy(&listed.stdout)
         .lines()
         .filter(|name| name.starts_with("bt_"))
@@ -219,4 +181,13 @@ fn cluster_up_with_defaults_serves_objects_and_down_stops_exactly_its_processes(
     for pid in &pids {
         assert!(!alive(*pid), "pid {pid} still runs after `cluster down`");
     }
+}
+
+/// Runs `shoal rados -p demo ARGS` and checks that it succeeded.
+fn demo_rados(conf: &Path, args: &[&str]) -> Output {
+    let mut full = vec!["rados", "-p", "demo"];
+    full.extend_from_slice(args);
+    let output = shoal(conf, &full);
+    assert!(output.status.success(), "{}", describe(&output));
+    output
 }

@@ -1,9 +1,9 @@
 //! Bad input, through the library and straight to the OSDs' port: 1 monitor, 3 OSDs with a
 //! 1 MiB maximum object size, a size-3 pool. Unknown pools, empty and too long object
 //! names, reads past the end and writes beyond the maximum object size get typed errors;
-//! garbage bytes on the OSDs' TCP port and well-formed gRPC requests with nonsense fields
-//! (missing PG or object, empty sub-ops, mixed reads and writes, writes without a request
-//! id, absurd offsets, unknown pools, a replication and a recovery push from an OSD that
+//! garbage bytes on the OSDs' TCP port (as gRPC and as links) and well-formed gRPC
+//! requests with nonsense fields (missing PG or object, empty sub-ops, mixed reads and
+//! writes, writes without a request id, absurd offsets, unknown pools, a replication and a recovery push from an OSD that
 //! does not exist) are refused. Afterwards every OSD still runs, answers, and the objects
 //! written before read back intact; the cluster is still healthy.
 
@@ -151,6 +151,40 @@ async fn bad_requests_get_typed_errors_and_hurt_nothing() {
             &[0x00, 0x00, 0x00, 0x04, 0x00, 0x00, 0x00, 0x00, 0x00][..],
             &[0x00, 0x00, 0x20, 0x01, 0x04, 0x00, 0x00, 0x00, 0x01][..],
             &pattern(3, 32)[..],
+        ]
+        .concat(),
+        // Links (the OSDs' own framing beside gRPC): a wrong magic, an unknown kind, a
+        // frame longer than any link carries, frames that are not the link's message.
+        [&b"SHOALLNX"[..], &[1], &pattern(4, 64)[..]].concat(),
+        [&b"SHOALLNK"[..], &[9], &pattern(5, 64)[..]].concat(),
+        [
+            &b"SHOALLNK"[..],
+            &[1],
+            &u32::MAX.to_le_bytes()[..],
+            &pattern(6, 64)[..],
+        ]
+        .concat(),
+        [
+            &b"SHOALLNK"[..],
+            &[1],
+            &100u32.to_le_bytes()[..],
+            &pattern(7, 100)[..],
+        ]
+        .concat(),
+        [
+            &b"SHOALLNK"[..],
+            &[2],
+            &100u32.to_le_bytes()[..],
+            &pattern(8, 100)[..],
+        ]
+        .concat(),
+        // A whole frame, then a frame cut short by the connection's end.
+        [
+            &b"SHOALLNK"[..],
+            &[2],
+            &[0, 0, 0, 0],
+            &[50, 0, 0, 0],
+            &pattern(9, 10)[..],
         ]
         .concat(),
     ];

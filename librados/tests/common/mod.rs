@@ -247,6 +247,7 @@ pub struct Shared {
     pub page_size: Mutex<usize>,
 }
 
+#[derive(Clone)]
 struct FakeOsd {
     id: OsdId,
     maps: Maps,
@@ -532,6 +533,37 @@ impl FakeOsd {
     }
 }
 
+impl FakeOsd {
+    /// Serves an op link: each op as if it came alone, on its own task.
+    async fn serve_ops(self, stream: TcpStream, peer: SocketAddr) {
+        proto::link::serve::<TaggedOp, TaggedOpReply, _, _>(
+            stream,
+            peer.to_string(),
+            |request| {
+                let osd = self.clone();
+                async move {
+                    match osd.op(Request::new(request)).await {
+                        Ok(reply) => reply.into_inner(),
+                        Err(status) => OpReply {
+                            epoch: 0,
+                            error: Some(op_error(OpErrorKind::InvalidArgument, status.message())),
+                            version: None,
+                            results: Vec::new(),
+                        },
+                    }
+                }
+            },
+            || OpReply {
+                epoch: 0,
+                error: Some(op_error(OpErrorKind::InvalidArgument, "no request")),
+                version: None,
+                results: Vec::new(),
+            },
+        )
+        .await;
+    }
+}
+
 #[tonic::async_trait]
 impl Osd for FakeOsd {
     async fn op(&self, request: Request<OpRequest>) -> Result<Response<OpReply>, Status> {
@@ -586,39 +618,6 @@ impl Osd for FakeOsd {
         }
     }
 
-    type OpStreamStream = ReceiverStream<Result<TaggedOpReply, Status>>;
-    async fn op_stream(
-        &self,
-        request: Request<tonic::Streaming<TaggedOp>>,
-    ) -> Result<Response<Self::OpStreamStream>, Status> {
-        // Each op as if it came alone, on its own task; a failed one ends the stream.
-        let mut ops = request.into_inner();
-        let (replies, outbound) = tokio::sync::mpsc::channel(1024);
-        let (id, maps, shared) = (self.id, self.maps.clone(), Arc::clone(&self.shared));
-        tokio::spawn(async move {
-            while let Ok(Some(tagged)) = ops.message().await {
-                let osd = FakeOsd {
-                    id,
-                    maps: maps.clone(),
-                    shared: Arc::clone(&shared),
-                };
-                let replies = replies.clone();
-                tokio::spawn(async move {
-                    let request = tagged.request.unwrap_or_default();
-                    let answer = osd
-                        .op(Request::new(request))
-                        .await
-                        .map(|reply| TaggedOpReply {
-                            tag: tagged.tag,
-                            reply: Some(reply.into_inner()),
-                        });
-                    let _ = replies.send(answer).await;
-                });
-            }
-        });
-        Ok(Response::new(ReceiverStream::new(outbound)))
-    }
-
     async fn list_objects(
         &self,
         request: Request<ListObjectsRequest>,
@@ -668,13 +667,6 @@ impl Osd for FakeOsd {
         &self,
         _: Request<ReplicateRequest>,
     ) -> Result<Response<ReplicateReply>, Status> {
-        Err(Status::unimplemented("fake"))
-    }
-    type ReplicateStreamStream = ReceiverStream<Result<TaggedReplicateReply, Status>>;
-    async fn replicate_stream(
-        &self,
-        _: Request<tonic::Streaming<TaggedReplicate>>,
-    ) -> Result<Response<Self::ReplicateStreamStream>, Status> {
         Err(Status::unimplemented("fake"))
     }
     async fn ping(&self, _: Request<PingRequest>) -> Result<Response<PingReply>, Status> {
@@ -752,14 +744,20 @@ impl FakeCluster {
         let mut changes = Vec::new();
         let mut osds = Vec::new();
         for id in 0..n {
-            let server = OsdServer::new(FakeOsd {
+            let fake = FakeOsd {
                 id,
                 maps: maps.clone(),
                 shared: shared.clone(),
-            })
-            .max_decoding_message_size(proto::MAX_MESSAGE_BYTES)
-            .max_encoding_message_size(proto::MAX_MESSAGE_BYTES);
-            let (incoming, backend) = bind().await;
+            };
+            let server = OsdServer::new(fake.clone())
+                .max_decoding_message_size(proto::MAX_MESSAGE_BYTES)
+                .max_encoding_message_size(proto::MAX_MESSAGE_BYTES);
+            let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+            let backend = listener.local_addr().expect("address");
+            let incoming = proto::link::accept(listener, move |stream, kind, peer| {
+                assert_eq!(kind, proto::link::LinkKind::Ops, "clients open op links");
+                tokio::spawn(fake.clone().serve_ops(stream, peer));
+            });
             tokio::spawn(
                 tonic::transport::Server::builder()
                     .add_service(server)

@@ -16,8 +16,8 @@ use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
 use clustermap::ClusterMap;
+use futures_util::future::join_all;
 use proto::osd::{OpErrorKind, ReplicateReply, ReplicateRequest, ReplicateStatus, SubOp};
-use tokio::task::JoinSet;
 
 use super::{lock, Pg, Role};
 use crate::node::Node;
@@ -113,33 +113,33 @@ impl Pg {
             ops: wire_ops,
             prior_version: Some(wire::ev_to_wire(prior)),
         };
-        let mut tasks = JoinSet::new();
-        let local = Arc::clone(node);
-        tasks.spawn(async move {
-            local
-                .syncer
+        // Joined in this task rather than spawned: each replica's frame leaves from here at
+        // the first poll, before the local sync wakes the sync thread, with no task hops.
+        let replicas = view
+            .acting
+            .iter()
+            .copied()
+            .filter(|osd| *osd != node.id)
+            .map(|peer| {
+                let request = request.clone();
+                async move {
+                    self.replicate_to(node, peer, request, inline, interval, deadline)
+                        .await
+                        .map_err(|_| None)
+                }
+            });
+        let local = async {
+            node.syncer
                 .sync()
                 .await
                 .map_err(|error| Some(format!("local sync failed: {error}")))
-        });
-        for peer in view.acting.iter().copied().filter(|osd| *osd != node.id) {
-            let pg = Arc::clone(self);
-            let node = Arc::clone(node);
-            let request = request.clone();
-            tasks.spawn(async move {
-                pg.replicate_to(&node, peer, request, inline, interval, deadline)
-                    .await
-                    .map_err(|_| None)
-            });
-        }
-        let mut failure: Option<Option<String>> = None;
-        while let Some(done) = tasks.join_next().await {
-            match done {
-                Ok(Ok(())) => {}
-                Ok(Err(reason)) => failure = Some(reason),
-                Err(join) => failure = Some(Some(join.to_string())),
-            }
-        }
+        };
+        let (replicated, synced) = tokio::join!(join_all(replicas), local);
+        let failure: Option<Option<String>> = replicated
+            .into_iter()
+            .chain(std::iter::once(synced))
+            .filter_map(Result::err)
+            .max();
         self.inflight(-1);
         match failure {
             None => Ok(version),
