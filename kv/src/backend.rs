@@ -94,6 +94,10 @@ pub struct Options {
     /// callers that compress their values themselves: fjall would compress each large value
     /// twice. Default on.
     pub fjall_compression: bool,
+    /// fjall only: make batches durable through Shoal's own write-ahead log (an 8 MiB ring
+    /// overwritten in place with direct synchronous writes, see `fjall_wal`) instead of an
+    /// fdatasync of fjall's journal each time. Default on.
+    pub fjall_wal: bool,
 }
 
 impl Default for Options {
@@ -104,6 +108,7 @@ impl Default for Options {
             fjall_memtable_bytes: 8 << 20,
             fjall_write_buffer_bytes: 64 << 20,
             fjall_compression: true,
+            fjall_wal: true,
         }
     }
 }

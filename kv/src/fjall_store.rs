@@ -2,8 +2,11 @@
 //! batch is one fjall cross-keyspace batch, which fjall's journal makes crash-atomic.
 //!
 //! Durability: batches are written to the journal's OS buffer on commit (so a killed process
-//! loses nothing that was committed), and `sync` is one fdatasync of the active journal, run
-//! outside fjall's journal lock so that commits go on while it runs (see `fjall_journal`).
+//! loses nothing that was committed). With [`Options::fjall_wal`] (the default) `sync`
+//! writes the batches since the last one to our own write-ahead log (see `fjall_wal`), and
+//! only sometimes fdatasyncs the journal; without it, `sync` is one fdatasync of the active
+//! journal. Either way the fdatasync runs outside fjall's journal lock so that commits go on
+//! while it runs (see `fjall_journal`).
 //! Values of at least [`Options::fjall_blob_threshold`] bytes are kept in blob files
 //! (key-value separation), so compaction does not rewrite large values. Large values are
 //! lz4-compressed in the journal and blob files unless [`Options::fjall_compression`] is off.
@@ -21,6 +24,7 @@ use crate::batch::Mutation;
 use crate::engine::{Scan, Store, Visitor};
 use crate::fjall_idle::{IdleRelease, StartError, MARKER_KEYSPACE};
 use crate::fjall_journal::JournalSync;
+use crate::fjall_wal::{Wal, APPLIED_KEY, APPLIED_KEYSPACE};
 use crate::{Backend, Error, KeyRange, Options, Result};
 
 pub(crate) struct FjallStore {
@@ -35,6 +39,10 @@ pub(crate) struct FjallStore {
     /// Bytes applied since the memtables were last measured against the budget.
     unchecked_bytes: AtomicU64,
     journal: JournalSync,
+    /// Our own write-ahead log, when batches are made durable through it (see `fjall_wal`).
+    wal: Option<Wal>,
+    /// The number the next batch gets in the log (batches are applied one at a time).
+    next_record: AtomicU64,
     /// Collects flushed memtables once writes stop. It holds a clone of `db`; dropping it
     /// joins its thread, so the database is closed when the store's drop returns.
     idle_release: IdleRelease,
@@ -71,7 +79,7 @@ impl FjallStore {
                 source,
             },
         })?;
-        Ok(Self {
+        let mut store = Self {
             path: path.to_owned(),
             db,
             handles: RwLock::new(HashMap::new()),
@@ -81,8 +89,93 @@ impl FjallStore {
             write_buffer_bytes: options.fjall_write_buffer_bytes,
             unchecked_bytes: AtomicU64::new(0),
             journal: JournalSync::new(path),
+            wal: None,
+            next_record: AtomicU64::new(1),
             idle_release,
-        })
+        };
+        let log = path.join(crate::fjall_wal::WAL_FILE);
+        if options.fjall_wal {
+            store.start_wal()?;
+        } else if log.exists() {
+            // Opened without the log after a run with it: what the log holds is replayed
+            // and made durable in fjall before the log goes.
+            store.start_wal()?;
+            store.wal = None;
+            std::fs::remove_file(&log)
+                .map_err(|source| Error::io("remove the write-ahead log", &log, source))?;
+        }
+        Ok(store)
+    }
+
+    /// Opens the write-ahead log and replays the batches it holds that fjall lost (those
+    /// numbered after the last one fjall recovered), then checkpoints so the ring starts
+    /// empty and every replayed batch is durable in fjall.
+    fn start_wal(&mut self) -> Result<()> {
+        let (wal, records) = Wal::open(&self.path)
+            .map_err(|source| Error::io("open the write-ahead log in", &self.path, source))?;
+        let applied = self.applied_record()?;
+        let mut last = applied;
+        let mut replayed = 0usize;
+        for record in records {
+            if record.number <= applied {
+                continue;
+            }
+            self.commit(record.mutations, Some(record.number))?;
+            last = record.number;
+            replayed += 1;
+        }
+        if replayed > 0 {
+            tracing::info!(
+                path = %self.path.display(),
+                replayed,
+                from = applied + 1,
+                to = last,
+                "replayed batches from the write-ahead log that the journal had lost"
+            );
+        }
+        wal.checkpoint_now(|| self.journal.sync())
+            .map_err(|source| Error::io("checkpoint the write-ahead log in", &self.path, source))?;
+        self.next_record.store(last + 1, Ordering::Release);
+        self.wal = Some(wal);
+        Ok(())
+    }
+
+    /// The number of the last logged batch fjall holds (0: none).
+    fn applied_record(&self) -> Result<u64> {
+        let Some(handle) = self.keyspace(APPLIED_KEYSPACE, false)? else {
+            return Ok(0);
+        };
+        let value = handle.get(APPLIED_KEY).map_err(storage_error)?;
+        Ok(value
+            .and_then(|bytes| <[u8; 8]>::try_from(&bytes[..]).ok())
+            .map_or(0, u64::from_be_bytes))
+    }
+
+    /// Commits `mutations` as one fjall batch, with `record` (its number in the log) stored
+    /// atomically beside them; returns the bytes written.
+    fn commit(&self, mutations: Vec<Mutation>, record: Option<u64>) -> Result<u64> {
+        let mut batch = self.db.batch();
+        let mut written = 0u64;
+        for mutation in mutations {
+            written += (mutation.key.len() + mutation.value.as_ref().map_or(0, Vec::len)) as u64;
+            // A put creates its keyspace; deleting from a missing keyspace changes nothing.
+            let creates = mutation.value.is_some();
+            let Some(keyspace) = self.keyspace(&mutation.keyspace, creates)? else {
+                continue;
+            };
+            match mutation.value {
+                Some(value) => batch.insert(&keyspace, mutation.key, value),
+                None => batch.remove(&keyspace, mutation.key),
+            }
+        }
+        if let Some(number) = record {
+            let applied = self
+                .keyspace(APPLIED_KEYSPACE, true)?
+                .expect("created when missing");
+            batch.insert(&applied, APPLIED_KEY, number.to_be_bytes());
+        }
+        batch.commit().map_err(storage_error)?;
+        Ok(written)
     }
 
     /// The handle of an existing keyspace, or of a new one when `create` is set.
@@ -210,36 +303,38 @@ impl Store for FjallStore {
     }
 
     fn apply(&self, mutations: Vec<Mutation>) -> Result<()> {
-        let mut batch = self.db.batch();
-        let mut written = 0u64;
-        for mutation in mutations {
-            written += (mutation.key.len() + mutation.value.as_ref().map_or(0, Vec::len)) as u64;
-            // A put creates its keyspace; deleting from a missing keyspace changes nothing.
-            let creates = mutation.value.is_some();
-            let Some(keyspace) = self.keyspace(&mutation.keyspace, creates)? else {
-                continue;
-            };
-            match mutation.value {
-                Some(value) => batch.insert(&keyspace, mutation.key, value),
-                None => batch.remove(&keyspace, mutation.key),
+        let written = match &self.wal {
+            Some(wal) => {
+                // The engine applies one batch at a time, so numbers follow commit order.
+                let number = self.next_record.fetch_add(1, Ordering::AcqRel);
+                let record = Wal::record(number, &mutations);
+                let written = self.commit(mutations, Some(number))?;
+                wal.logged(record);
+                written
             }
-        }
-        batch.commit().map_err(storage_error)?;
+            None => self.commit(mutations, None)?,
+        };
         self.idle_release.wrote(written);
         self.enforce_write_buffer(written)
     }
 
     fn sync_to_disk(&self) -> Result<()> {
-        self.journal
-            .sync()
-            .map_err(|source| Error::io("fdatasync the journal of", &self.path, source))
+        match &self.wal {
+            Some(wal) => wal
+                .sync(|| self.journal.sync())
+                .map_err(|source| Error::io("sync the write-ahead log of", &self.path, source)),
+            None => self
+                .journal
+                .sync()
+                .map_err(|source| Error::io("fdatasync the journal of", &self.path, source)),
+        }
     }
 
     fn keyspaces(&self) -> Result<Vec<String>> {
         let mut names = Vec::new();
         for name in self.db.list_keyspace_names() {
             let name: &str = &name;
-            if name == MARKER_KEYSPACE {
+            if name == MARKER_KEYSPACE || name == APPLIED_KEYSPACE {
                 continue;
             }
             if let Some(handle) = self.keyspace(name, false)? {
@@ -267,6 +362,72 @@ mod tests {
         let _ = std::fs::remove_dir_all(&dir);
         let engine = StoreEngine::new(FjallStore::open(&dir, options).unwrap());
         (dir, engine)
+    }
+
+    #[test]
+    fn batches_synced_through_the_log_come_back_when_fjall_lost_them() {
+        let (dir, engine) = fresh_store("wal-source", &Options::default());
+        let mut expected = Vec::new();
+        for round in 0u32..300 {
+            let mut batch = WriteBatch::new();
+            let value = vec![(round % 251) as u8; 100 + round as usize * 13];
+            batch.put("data", round.to_be_bytes().to_vec(), value.clone());
+            if round % 3 == 0 && round > 0 {
+                batch.delete("data", (round - 1).to_be_bytes().to_vec());
+                expected.retain(|(key, _)| *key != round - 1);
+            }
+            engine.write(batch).unwrap();
+            expected.push((round, value));
+            if round % 7 == 0 {
+                engine.sync().unwrap();
+            }
+        }
+        engine.sync().unwrap();
+        // A database that lost every batch its journal held, as after a power cut before
+        // fjall's journal reached the disk: only the log survives.
+        let (lost, empty) = fresh_store("wal-replay", &Options::default());
+        drop(empty);
+        std::fs::copy(
+            dir.join(crate::fjall_wal::WAL_FILE),
+            lost.join(crate::fjall_wal::WAL_FILE),
+        )
+        .unwrap();
+        let engine = StoreEngine::new(FjallStore::open(&lost, &Options::default()).unwrap());
+        let stored: Vec<(u32, Vec<u8>)> = engine
+            .scan("data", KeyRange::all())
+            .unwrap()
+            .map(|entry| {
+                let (key, value) = entry.unwrap();
+                (u32::from_be_bytes(key[..].try_into().unwrap()), value)
+            })
+            .collect();
+        assert_eq!(stored.len(), expected.len());
+        assert!(stored == expected, "the replayed data differs");
+        assert_eq!(
+            engine.keyspaces().unwrap(),
+            ["data"],
+            "the log's own keyspace is hidden"
+        );
+        // Replayed once: a second open finds everything in fjall and the ring empty.
+        drop(engine);
+        let engine = StoreEngine::new(FjallStore::open(&lost, &Options::default()).unwrap());
+        assert_eq!(
+            engine.scan("data", KeyRange::all()).unwrap().count(),
+            expected.len()
+        );
+        assert_eq!(engine.store().applied_record().unwrap(), 300);
+        // Opened without the log: it is checkpointed and removed, the data stays.
+        drop(engine);
+        let without = Options {
+            fjall_wal: false,
+            ..Options::default()
+        };
+        let engine = StoreEngine::new(FjallStore::open(&lost, &without).unwrap());
+        assert_eq!(
+            engine.scan("data", KeyRange::all()).unwrap().count(),
+            expected.len()
+        );
+        assert!(!lost.join(crate::fjall_wal::WAL_FILE).exists());
     }
 
     fn active_memtable_bytes(store: &FjallStore) -> u64 {

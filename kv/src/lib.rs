@@ -7,7 +7,8 @@
 //!
 //! Three backends pass one conformance suite (`tests/conformance.rs`) and one crash test
 //! (`tests/crash.rs`): [`Backend::Fjall`] (an LSM tree with key-value separation for large
-//! values, the default), [`Backend::Sled`] (sled 0.34, made durable by fdatasyncing its files
+//! values, made durable through our own write-ahead log overwritten in place; the default),
+//! [`Backend::Sled`] (sled 0.34, made durable by fdatasyncing its files
 //! after each flush) and [`Backend::Memory`] (no persistence: tests and caches).
 //! [`bench`] measures them against raw append+fdatasync on the same disk.
 //!
@@ -35,6 +36,7 @@ mod error;
 mod fjall_idle;
 mod fjall_journal;
 mod fjall_store;
+mod fjall_wal;
 mod group_commit;
 pub mod keys;
 mod memory_store;
