@@ -94,7 +94,7 @@ impl OsdConns {
         Ok(channel)
     }
 
-    /// Drops the channel to `addr`, and the op stream over it, after a transport failure.
+    /// Drops the channel to `addr`, and the op link to it, after a transport failure.
     pub(crate) fn forget(&self, addr: &str) {
         self.channels
             .lock()

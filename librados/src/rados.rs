@@ -111,7 +111,7 @@ impl<T> Answer<T> {
 pub(crate) struct Attempt {
     /// The OSD client of the primary.
     pub(crate) client: OsdClient<Channel>,
-    /// The primary's address, and the connections to open its op stream from.
+    /// The primary's address, and the connections to open its op link from.
     addr: String,
     conns: Arc<OsdConns>,
     /// The map's epoch.

@@ -179,8 +179,8 @@ impl Pg {
 
     /// Sends one write to one replica until it is durable there, the interval changes
     /// or the deadline passes. A `small` write (the bound of inline store work) goes over
-    /// the peer's replication stream; a large one as its own request, so that it neither
-    /// holds up the small ones behind it nor shares one stream's flow-control window.
+    /// the peer's replication link; a large one as its own gRPC request, so that it does
+    /// not hold up the small ones queued behind it on the link.
     async fn replicate_to(
         self: &Arc<Self>,
         node: &Arc<Node>,
@@ -246,7 +246,7 @@ impl Pg {
         }
     }
 
-    /// One attempt to send `request` to `peer` (over its stream when `small`); `None`
+    /// One attempt to send `request` to `peer` (over its link when `small`); `None`
     /// when no reply came.
     #[allow(clippy::too_many_arguments)]
     async fn replicate_once(
