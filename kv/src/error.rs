@@ -21,6 +21,10 @@ pub enum Error {
     /// Keys must hold at least one byte (an LSM tree cannot store the empty key).
     #[error("empty key")]
     EmptyKey,
+    /// The key was [`crate::keys::RESERVED_KEY`] (a single zero byte), which the engine
+    /// keeps for itself.
+    #[error("the key 0x00 is reserved by the engine")]
+    ReservedKey,
     /// A key was longer than [`crate::keys::MAX_KEY_LEN`].
     #[error("key of {len} bytes exceeds the limit of {max} bytes")]
     KeyTooLarge {

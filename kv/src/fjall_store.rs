@@ -24,7 +24,8 @@ use crate::batch::Mutation;
 use crate::engine::{Scan, Store, Visitor};
 use crate::fjall_idle::{IdleRelease, StartError, MARKER_KEYSPACE};
 use crate::fjall_journal::JournalSync;
-use crate::fjall_wal::{Wal, APPLIED_KEY, APPLIED_KEYSPACE};
+use crate::fjall_wal::{Wal, LEGACY_APPLIED_KEY, LEGACY_APPLIED_KEYSPACE};
+use crate::keys::{FIRST_USER_KEY, RESERVED_KEY};
 use crate::{Backend, Error, KeyRange, Options, Result};
 
 pub(crate) struct FjallStore {
@@ -54,6 +55,12 @@ fn compression_of(options: &Options) -> CompressionType {
     } else {
         CompressionType::None
     }
+}
+
+/// fjall keyspaces of the backend's own, never listed (their names are not valid keyspace
+/// names for callers).
+fn is_internal_keyspace(name: &str) -> bool {
+    name == MARKER_KEYSPACE || name == LEGACY_APPLIED_KEYSPACE
 }
 
 fn storage_error(error: fjall::Error) -> Error {
@@ -107,55 +114,99 @@ impl FjallStore {
         Ok(store)
     }
 
-    /// Opens the write-ahead log and replays the batches it holds that fjall lost (those
-    /// numbered after the last one fjall recovered), then checkpoints so the ring starts
-    /// empty and every replayed batch is durable in fjall.
+    /// Opens the write-ahead log and replays the batches it holds that fjall lost, then
+    /// checkpoints so the ring starts empty and every replayed batch is durable in fjall.
+    ///
+    /// What fjall lost is decided per keyspace: after a crash each keyspace holds a prefix
+    /// of its own history (its flushed tables plus the part of the journal that reached
+    /// the disk), but keyspaces flush independently and fjall does not sync its journal
+    /// before a flush, so one keyspace may hold batches that another lost. Each keyspace
+    /// therefore keeps the number of the last logged batch it holds, and a logged batch's
+    /// writes to a keyspace are replayed only when that keyspace lacks them.
     fn start_wal(&mut self) -> Result<()> {
         let (wal, records) = Wal::open(&self.path)
             .map_err(|source| Error::io("open the write-ahead log in", &self.path, source))?;
-        let applied = self.applied_record()?;
-        let mut last = applied;
+        // Stores written before each keyspace kept its own number have one for all.
+        let legacy = self.legacy_applied_record()?;
+        let mut applied: HashMap<String, u64> = HashMap::new();
+        let mut last = legacy;
         let mut replayed = 0usize;
         for record in records {
-            if record.number <= applied {
-                continue;
+            last = last.max(record.number);
+            let mut missing = Vec::new();
+            for mutation in record.mutations {
+                let held = match applied.get(&mutation.keyspace) {
+                    Some(held) => *held,
+                    None => {
+                        let held = self.applied_record(&mutation.keyspace)?.unwrap_or(legacy);
+                        applied.insert(mutation.keyspace.clone(), held);
+                        held
+                    }
+                };
+                if record.number > held {
+                    missing.push(mutation);
+                }
             }
-            self.commit(record.mutations, Some(record.number))?;
-            last = record.number;
-            replayed += 1;
+            if !missing.is_empty() {
+                self.commit(missing, Some(record.number))?;
+                replayed += 1;
+            }
         }
         if replayed > 0 {
             tracing::info!(
                 path = %self.path.display(),
                 replayed,
-                from = applied + 1,
-                to = last,
                 "replayed batches from the write-ahead log that the journal had lost"
             );
         }
         wal.checkpoint_now(|| self.journal.sync())
             .map_err(|source| Error::io("checkpoint the write-ahead log in", &self.path, source))?;
+        // Numbers keep growing across restarts, so the next one must pass every keyspace's.
+        for name in self.db.list_keyspace_names() {
+            if is_internal_keyspace(&name) {
+                continue;
+            }
+            if let Some(held) = self.applied_record(&name)? {
+                last = last.max(held);
+            }
+        }
         self.next_record.store(last + 1, Ordering::Release);
         self.wal = Some(wal);
         Ok(())
     }
 
-    /// The number of the last logged batch fjall holds (0: none).
-    fn applied_record(&self) -> Result<u64> {
-        let Some(handle) = self.keyspace(APPLIED_KEYSPACE, false)? else {
+    /// The number of the last logged batch `keyspace` holds (`None`: it holds none).
+    fn applied_record(&self, keyspace: &str) -> Result<Option<u64>> {
+        let Some(handle) = self.keyspace(keyspace, false)? else {
+            return Ok(None);
+        };
+        let value = handle.get(RESERVED_KEY).map_err(storage_error)?;
+        Ok(value
+            .and_then(|bytes| <[u8; 8]>::try_from(&bytes[..]).ok())
+            .map(u64::from_be_bytes))
+    }
+
+    /// The one number that stores of the first log format kept for all keyspaces (0: none).
+    fn legacy_applied_record(&self) -> Result<u64> {
+        if !self.db.keyspace_exists(LEGACY_APPLIED_KEYSPACE) {
+            return Ok(0);
+        }
+        let Some(handle) = self.keyspace(LEGACY_APPLIED_KEYSPACE, false)? else {
             return Ok(0);
         };
-        let value = handle.get(APPLIED_KEY).map_err(storage_error)?;
+        let value = handle.get(LEGACY_APPLIED_KEY).map_err(storage_error)?;
         Ok(value
             .and_then(|bytes| <[u8; 8]>::try_from(&bytes[..]).ok())
             .map_or(0, u64::from_be_bytes))
     }
 
     /// Commits `mutations` as one fjall batch, with `record` (its number in the log) stored
-    /// atomically beside them; returns the bytes written.
+    /// atomically in every keyspace it writes; returns the bytes written.
     fn commit(&self, mutations: Vec<Mutation>, record: Option<u64>) -> Result<u64> {
         let mut batch = self.db.batch();
         let mut written = 0u64;
+        // Batches touch one keyspace or a few: a list beats a set.
+        let mut touched: Vec<(String, Keyspace)> = Vec::new();
         for mutation in mutations {
             written += (mutation.key.len() + mutation.value.as_ref().map_or(0, Vec::len)) as u64;
             // A put creates its keyspace; deleting from a missing keyspace changes nothing.
@@ -163,16 +214,18 @@ impl FjallStore {
             let Some(keyspace) = self.keyspace(&mutation.keyspace, creates)? else {
                 continue;
             };
+            if record.is_some() && !touched.iter().any(|(name, _)| *name == mutation.keyspace) {
+                touched.push((mutation.keyspace, keyspace.clone()));
+            }
             match mutation.value {
                 Some(value) => batch.insert(&keyspace, mutation.key, value),
                 None => batch.remove(&keyspace, mutation.key),
             }
         }
         if let Some(number) = record {
-            let applied = self
-                .keyspace(APPLIED_KEYSPACE, true)?
-                .expect("created when missing");
-            batch.insert(&applied, APPLIED_KEY, number.to_be_bytes());
+            for (_, keyspace) in &touched {
+                batch.insert(keyspace, RESERVED_KEY, number.to_be_bytes());
+            }
         }
         batch.commit().map_err(storage_error)?;
         Ok(written)
@@ -334,11 +387,12 @@ impl Store for FjallStore {
         let mut names = Vec::new();
         for name in self.db.list_keyspace_names() {
             let name: &str = &name;
-            if name == MARKER_KEYSPACE || name == APPLIED_KEYSPACE {
+            if is_internal_keyspace(name) {
                 continue;
             }
             if let Some(handle) = self.keyspace(name, false)? {
-                if handle.first_key_value().is_some() {
+                // The reserved key alone (left by deleting every key) is no content.
+                if handle.range(FIRST_USER_KEY..).next().is_some() {
                     names.push(name.to_owned());
                 }
             }
@@ -415,7 +469,7 @@ mod tests {
             engine.scan("data", KeyRange::all()).unwrap().count(),
             expected.len()
         );
-        assert_eq!(engine.store().applied_record().unwrap(), 300);
+        assert_eq!(engine.store().applied_record("data").unwrap(), Some(300));
         // Opened without the log: it is checkpointed and removed, the data stays.
         drop(engine);
         let without = Options {
@@ -428,6 +482,71 @@ mod tests {
             expected.len()
         );
         assert!(!lost.join(crate::fjall_wal::WAL_FILE).exists());
+    }
+
+    /// Copies a closed store's folder without fjall's journal files: what a power cut
+    /// leaves when the journal never reached the disk but flushed tables did.
+    fn copy_without_journal(from: &Path, to: &Path) {
+        let _ = std::fs::remove_dir_all(to);
+        let mut pending = vec![(from.to_owned(), to.to_owned())];
+        while let Some((source, target)) = pending.pop() {
+            std::fs::create_dir_all(&target).unwrap();
+            for entry in std::fs::read_dir(&source).unwrap() {
+                let entry = entry.unwrap();
+                let name = entry.file_name();
+                if entry.file_type().unwrap().is_dir() {
+                    pending.push((entry.path(), target.join(&name)));
+                } else if !name.to_string_lossy().ends_with(".jnl") {
+                    std::fs::copy(entry.path(), target.join(&name)).unwrap();
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn each_keyspace_gets_back_exactly_the_logged_writes_it_lost() {
+        let (dir, engine) = fresh_store("wal-per-keyspace", &Options::default());
+        let put = |keyspace: &str, key: &[u8], value: &[u8]| {
+            let mut batch = WriteBatch::new();
+            batch.put(keyspace, key.to_vec(), value.to_vec());
+            engine.write(batch).unwrap();
+        };
+        put("early", b"k", b"old");
+        put("late", b"k", b"lost");
+        put("early", b"k", b"new");
+        put("early", b"gone", b"x");
+        let mut batch = WriteBatch::new();
+        batch.delete("early", b"gone".to_vec());
+        engine.write(batch).unwrap();
+        engine.sync().unwrap();
+        // "early" reaches a table holding every batch above, "late" stays in the journal.
+        let early = engine.store().keyspace("early", false).unwrap().unwrap();
+        early.rotate_memtable().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while early.tree.sealed_memtable_count() > 0 {
+            assert!(Instant::now() < deadline, "the memtable never flushed");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        drop(early);
+        drop(engine);
+        let cut = std::env::temp_dir().join(format!("kv-fjall-wal-cut-{}", std::process::id()));
+        copy_without_journal(&dir, &cut);
+        let engine = StoreEngine::new(FjallStore::open(&cut, &Options::default()).unwrap());
+        // The log replays the batch "late" lost, and nothing over what "early" holds (a
+        // replay of the first batch there would bring back "old").
+        assert_eq!(
+            engine.get("late", b"k").unwrap().as_deref(),
+            Some(&b"lost"[..])
+        );
+        assert_eq!(
+            engine.get("early", b"k").unwrap().as_deref(),
+            Some(&b"new"[..])
+        );
+        assert_eq!(engine.get("early", b"gone").unwrap(), None);
+        assert_eq!(engine.keyspaces().unwrap(), ["early", "late"]);
+        drop(engine);
+        std::fs::remove_dir_all(&dir).unwrap();
+        std::fs::remove_dir_all(&cut).unwrap();
     }
 
     fn active_memtable_bytes(store: &FjallStore) -> u64 {

@@ -9,12 +9,13 @@
 //! returns. Measured on this project's disks: 4 KiB append + fdatasync 180-350 us, direct
 //! synchronous overwrite 100-190 us, with one and three writers.
 //!
-//! How: every batch gets a record number, and fjall stores that number (key
-//! [`APPLIED_KEY`] of keyspace [`APPLIED_KEYSPACE`]) atomically with the batch. A sync
-//! writes the records of the batches applied since the last one as one frame at the ring's
-//! head. fjall's journal is still written (to the OS, not synced); whatever fjall recovers
-//! after a crash is a prefix of the batches, and its stored record number says where that
-//! prefix ends, so opening replays exactly the logged records after it.
+//! How: every batch gets a record number, and every keyspace the batch writes stores that
+//! number (under [`crate::keys::RESERVED_KEY`]) atomically with the batch. A sync writes the
+//! records of the batches applied since the last one as one frame at the ring's head.
+//! fjall's journal is still written (to the OS, not synced). After a crash each keyspace
+//! holds a prefix of its own batches, though not the same prefix for all (keyspaces flush
+//! to tables on their own, without a journal sync first), and its stored number says where
+//! its prefix ends, so opening replays to each keyspace exactly the logged writes it lost.
 //!
 //! When the ring has no room, or a batch is too large to be worth logging, the sync
 //! instead fdatasyncs fjall's journal (which covers every batch applied so far) and then
@@ -39,10 +40,11 @@ use crate::batch::Mutation;
 
 /// The log's file name in the database folder.
 pub(crate) const WAL_FILE: &str = "shoal.wal";
-/// fjall's keyspace holding the number of the last batch applied.
-pub(crate) const APPLIED_KEYSPACE: &str = "#wal";
+/// The keyspace where stores of the first log format kept the number of the last batch
+/// applied, for all keyspaces at once; each keyspace now keeps its own (see `fjall_store`).
+pub(crate) const LEGACY_APPLIED_KEYSPACE: &str = "#wal";
 /// The key of that number (u64 big-endian).
-pub(crate) const APPLIED_KEY: &[u8] = b"applied";
+pub(crate) const LEGACY_APPLIED_KEY: &[u8] = b"applied";
 
 /// The ring file's size: a checkpoint (one fdatasync of fjall's journal) per this many
 /// bytes logged.

@@ -8,8 +8,8 @@
 //!
 //! Names are 1 to [`MAX_KEYSPACE_LEN`] bytes of ASCII letters, digits and `_ . : -`, so
 //! callers can build them from identifiers (`raft_log`, `pg:1.2f`). Keys are 1 to
-//! [`MAX_KEY_LEN`] bytes (fjall cannot store the empty key, so no backend accepts it);
-//! values are 0 to [`MAX_VALUE_LEN`] bytes.
+//! [`MAX_KEY_LEN`] bytes (fjall cannot store the empty key, so no backend accepts it), except
+//! [`RESERVED_KEY`]; values are 0 to [`MAX_VALUE_LEN`] bytes.
 
 use crate::{Error, Result};
 
@@ -21,6 +21,14 @@ pub const MAX_KEY_LEN: usize = 16 * 1024;
 
 /// Longest value, in bytes. Larger blobs belong in several keys (the OSDs use 64 KiB chunks).
 pub const MAX_VALUE_LEN: usize = 256 * 1024 * 1024;
+
+/// The one key no caller may use, the smallest non-empty key: the fjall backend keeps in it,
+/// in every keyspace, the number of the last logged batch that keyspace holds (see
+/// `fjall_wal`). Every other key sorts at or after [`FIRST_USER_KEY`].
+pub const RESERVED_KEY: &[u8] = b"\0";
+
+/// The smallest key a caller may use.
+pub const FIRST_USER_KEY: &[u8] = b"\0\0";
 
 /// Checks a keyspace name against the rules above.
 pub fn validate_keyspace(name: &str) -> Result<()> {
@@ -46,6 +54,9 @@ pub fn validate_keyspace(name: &str) -> Result<()> {
 pub fn validate_key(key: &[u8]) -> Result<()> {
     if key.is_empty() {
         return Err(Error::EmptyKey);
+    }
+    if key == RESERVED_KEY {
+        return Err(Error::ReservedKey);
     }
     if key.len() > MAX_KEY_LEN {
         return Err(Error::KeyTooLarge {

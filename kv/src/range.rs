@@ -3,7 +3,7 @@
 
 use std::ops::{Bound, RangeBounds};
 
-use crate::keys::{prefix_successor, MAX_KEY_LEN};
+use crate::keys::{prefix_successor, FIRST_USER_KEY, MAX_KEY_LEN};
 use crate::{Error, Result};
 
 /// A range of keys inside one keyspace: a start and an end bound, each inclusive, exclusive
@@ -95,12 +95,17 @@ impl KeyRange {
         Ok(())
     }
 
-    /// The same set of (non-empty) keys with bounds every backend accepts, or `None` when the
-    /// range certainly holds no key. Empty-key bounds are rewritten because no key is empty;
-    /// start-after-end (which makes `BTreeMap::range` panic) becomes `None`.
+    /// The same set of callers' keys with bounds every backend accepts, or `None` when the
+    /// range certainly holds no such key. The start is raised to [`FIRST_USER_KEY`] because
+    /// no caller's key sorts before it (none is empty or [`crate::keys::RESERVED_KEY`], which
+    /// the fjall backend keeps in every keyspace); start-after-end (which makes
+    /// `BTreeMap::range` panic) becomes `None`.
     pub(crate) fn normalized(&self) -> Option<Self> {
         let start = match &self.start {
-            Bound::Included(key) | Bound::Excluded(key) if key.is_empty() => Bound::Unbounded,
+            Bound::Unbounded => Bound::Included(FIRST_USER_KEY.to_vec()),
+            Bound::Included(key) | Bound::Excluded(key) if key.as_slice() < FIRST_USER_KEY => {
+                Bound::Included(FIRST_USER_KEY.to_vec())
+            }
             other => other.clone(),
         };
         let end = match &self.end {
@@ -171,7 +176,14 @@ mod tests {
         assert!(KeyRange::new(Bound::Unbounded, Bound::Excluded(Vec::new()))
             .normalized()
             .is_none());
-        let from_empty = KeyRange::from_key(Vec::new()).normalized();
-        assert_eq!(from_empty, Some(KeyRange::all()));
+        let from_first = Some(KeyRange::from_key(FIRST_USER_KEY.to_vec()));
+        assert_eq!(KeyRange::from_key(Vec::new()).normalized(), from_first);
+        assert_eq!(KeyRange::all().normalized(), from_first);
+        assert_eq!(KeyRange::from_key(b"\0".to_vec()).normalized(), from_first);
+        assert!(
+            KeyRange::new(Bound::Unbounded, Bound::Included(b"\0".to_vec()))
+                .normalized()
+                .is_none()
+        );
     }
 }
