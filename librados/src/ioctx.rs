@@ -6,9 +6,9 @@
 //! [`MAX_NAME_BYTES`], is [`RadosError::InvalidArgument`]; an op carrying more data than an
 //! OSD accepts in one message is [`RadosError::TooLarge`].
 //!
-//! Writes of at most [`STREAMED_WRITE_BYTES`] go to the primary over its op link (one
-//! message each way, see `proto::link`); larger writes and all reads are unary calls, so a
-//! large message never queues small ones behind it on a link.
+//! Writes of at most [`LINKED_OP_BYTES`], and reads whose reply is bounded by as much, go
+//! to the primary over its op link (one message each way, see `proto::link`); larger ones
+//! are unary calls, so a large message never queues small ones behind it on a link.
 
 use std::collections::BTreeMap;
 
@@ -29,9 +29,18 @@ pub const MAX_NAME_BYTES: usize = 2048;
 /// Room kept in a message for everything but the data (names, framing).
 const MESSAGE_OVERHEAD: usize = 1 << 20;
 
-/// The largest write (encoded request) sent over the op link rather than as its own call;
-/// the same bound as the OSDs' replication link.
-const STREAMED_WRITE_BYTES: usize = 64 << 10;
+/// The largest write (encoded request), or read (data in the reply), sent over the op link
+/// rather than as its own call; the same bound as the OSDs' replication link.
+const LINKED_OP_BYTES: usize = 64 << 10;
+
+/// What an op sends and expects, for choosing how it travels.
+enum OpKind {
+    Write,
+    /// A read, with [`ReadOp::reply_bound`].
+    Read {
+        reply_bound: Option<u64>,
+    },
+}
 
 /// Operations on the objects of one pool and namespace; cheap to clone.
 #[derive(Clone, Debug)]
@@ -103,15 +112,16 @@ impl IoCtx {
         Ok(())
     }
 
-    /// Sends one op and returns the primary's reply; `write` ops carry a request id that
-    /// stays the same across resends.
+    /// Sends one op and returns the primary's reply; writes carry a request id that stays
+    /// the same across resends.
     async fn run(
         &self,
         object: &str,
         ops: Vec<SubOp>,
-        write: bool,
+        kind: OpKind,
         what: &str,
     ) -> Result<OpReply, RadosError> {
+        let write = matches!(kind, OpKind::Write);
         Self::check_name(object)?;
         if ops.is_empty() {
             return Err(RadosError::InvalidArgument {
@@ -134,7 +144,12 @@ impl IoCtx {
             ops,
         };
         let expected = base.ops.len();
-        let streamed = write && prost::Message::encoded_len(&base) <= STREAMED_WRITE_BYTES;
+        let linked = match kind {
+            OpKind::Write => prost::Message::encoded_len(&base) <= LINKED_OP_BYTES,
+            OpKind::Read { reply_bound } => {
+                reply_bound.is_some_and(|bound| bound <= LINKED_OP_BYTES as u64)
+            }
+        };
         let label_ref = label.as_str();
         let reply = self
             .rados
@@ -153,7 +168,7 @@ impl IoCtx {
                         pool: attempt.pgid.pool,
                         seed: attempt.pgid.ps,
                     });
-                    let link = streamed.then(|| attempt.op_link());
+                    let link = linked.then(|| attempt.op_link());
                     let mut client = attempt.client;
                     async move {
                         let reply = match link {
@@ -196,7 +211,9 @@ impl IoCtx {
                 ),
             });
         }
-        let reply = self.run(object, op.into_proto(), true, "the write").await?;
+        let reply = self
+            .run(object, op.into_proto(), OpKind::Write, "the write")
+            .await?;
         Ok(reply
             .version
             .as_ref()
@@ -206,7 +223,10 @@ impl IoCtx {
 
     /// Runs a compound read; returns the version read and one result per sub-op.
     pub async fn operate_read(&self, object: &str, op: ReadOp) -> Result<ReadOutcome, RadosError> {
-        let reply = self.run(object, op.into_proto(), false, "the read").await?;
+        let kind = OpKind::Read {
+            reply_bound: op.reply_bound(),
+        };
+        let reply = self.run(object, op.into_proto(), kind, "the read").await?;
         Ok(ReadOutcome {
             version: reply
                 .version

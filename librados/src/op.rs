@@ -381,11 +381,42 @@ impl ReadOp {
     pub(crate) fn into_proto(self) -> Vec<wire::SubOp> {
         self.ops
     }
+
+    /// An upper bound of the data the reply carries, when the sub-ops fix one: reads of a
+    /// given length, stats and assertions. Attributes, omap pages and reads to the end of
+    /// the object are bounded only by the object, so they have none.
+    pub(crate) fn reply_bound(&self) -> Option<u64> {
+        self.ops.iter().try_fold(0u64, |bound, op| {
+            let bytes = match op.op.as_ref()? {
+                Wire::Read(read) if read.length > 0 => read.length,
+                Wire::Stat(_) | Wire::AssertExists(_) | Wire::AssertVersion(_) => 0,
+                _ => return None,
+            };
+            bound.checked_add(bytes)
+        })
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_reads_of_known_length_bound_their_reply() {
+        let bounded = ReadOp::new()
+            .assert_exists()
+            .stat()
+            .read(10, 4096)
+            .read(0, 100);
+        assert_eq!(bounded.reply_bound(), Some(4196));
+        assert_eq!(ReadOp::new().read(0, 0).reply_bound(), None, "to the end");
+        assert_eq!(ReadOp::new().stat().get_xattr("a").reply_bound(), None);
+        assert_eq!(ReadOp::new().omap_get([&b"k"[..]]).reply_bound(), None);
+        assert_eq!(
+            ReadOp::new().read(0, u64::MAX).read(0, 1).reply_bound(),
+            None
+        );
+    }
 
     #[test]
     fn write_ops_convert_in_order_and_count_payload() {

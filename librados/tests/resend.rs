@@ -209,6 +209,33 @@ async fn client_side_validation_sends_nothing() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn small_ops_travel_over_the_op_link_and_large_or_unbounded_ones_as_calls() {
+    let cluster = FakeCluster::start(2, 8).await;
+    let rados = librados::Rados::connect(cluster.config(Duration::from_secs(5)))
+        .await
+        .unwrap();
+    let ioctx = rados.ioctx("data").await.unwrap();
+    let small = vec![7u8; 4096];
+    let large = vec![9u8; 256 << 10];
+    ioctx.write_full("small", small.clone()).await.unwrap();
+    ioctx.write_full("large", large.clone()).await.unwrap();
+    assert_eq!(ioctx.read("small", 0, 4096).await.unwrap(), small);
+    ioctx.stat("small").await.unwrap();
+    // Reads to the end, or of more than a link frame should carry, are calls.
+    assert_eq!(ioctx.read("small", 0, 0).await.unwrap(), small);
+    assert_eq!(ioctx.read("large", 0, 256 << 10).await.unwrap(), large);
+    let linked = |object: &str| -> Vec<bool> {
+        cluster
+            .received(object)
+            .iter()
+            .map(|received| received.linked)
+            .collect()
+    };
+    assert_eq!(linked("small"), [true, true, true, false]);
+    assert_eq!(linked("large"), [false, false]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stale_epoch_refreshes_the_map_and_resends_the_same_reqid() {
     let cluster = FakeCluster::start(2, 8).await;
     let rados = librados::Rados::connect(cluster.config(Duration::from_secs(5)))

@@ -400,7 +400,7 @@ async fn drive(
                         let object = object_name(prefix, index);
                         progress.started.fetch_add(1, Ordering::Relaxed);
                         let sent = Instant::now();
-                        let outcome = ioctx.read(&object, 0, 0).await.and_then(|data| {
+                        let outcome = ioctx.read(&object, 0, *size).await.and_then(|data| {
                             if data.len() as u64 == *size {
                                 Ok((sent.elapsed(), data.len() as u64))
                             } else {

@@ -215,6 +215,8 @@ pub struct Received {
     pub object: String,
     /// The error kind answered (None: success or no answer).
     pub answered: Option<OpErrorKind>,
+    /// It came over an op link (else as a unary call).
+    pub linked: bool,
 }
 
 #[derive(Default, Clone)]
@@ -252,6 +254,8 @@ struct FakeOsd {
     id: OsdId,
     maps: Maps,
     shared: Arc<Shared>,
+    /// This handle serves an op link.
+    linked: bool,
 }
 
 fn op_error(kind: OpErrorKind, message: &str) -> OpError {
@@ -529,6 +533,7 @@ impl FakeOsd {
                 .map(|o| o.name.clone())
                 .unwrap_or_default(),
             answered,
+            linked: self.linked,
         });
     }
 }
@@ -540,7 +545,10 @@ impl FakeOsd {
             stream,
             peer.to_string(),
             |request| {
-                let osd = self.clone();
+                let osd = FakeOsd {
+                    linked: true,
+                    ..self.clone()
+                };
                 async move {
                     match osd.op(Request::new(request)).await {
                         Ok(reply) => reply.into_inner(),
@@ -748,6 +756,7 @@ impl FakeCluster {
                 id,
                 maps: maps.clone(),
                 shared: shared.clone(),
+                linked: false,
             };
             let server = OsdServer::new(fake.clone())
                 .max_decoding_message_size(proto::MAX_MESSAGE_BYTES)
