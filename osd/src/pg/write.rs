@@ -28,6 +28,16 @@ use crate::wire::{self, OpFailure};
 /// OUT_OF_ORDER (and the primary re-peers it).
 const PREDECESSOR_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 
+/// Why a replicated write was not confirmed everywhere, least serious first (the `Ord`
+/// that picks what the client hears when several parts failed).
+#[derive(Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum WriteFailure {
+    /// A replica did not confirm it: the PG re-peers, after which the write may still count.
+    Replica,
+    /// This OSD could not make it durable: the store refuses writes from now on.
+    LocalSync(String),
+}
+
 /// Why one replica did not confirm a write.
 enum ReplicaFailure {
     /// The interval changed (or a re-peer was forced) while replicating.
@@ -125,17 +135,12 @@ impl Pg {
                 async move {
                     self.replicate_to(node, peer, request, inline, interval, deadline)
                         .await
-                        .map_err(|_| None)
+                        .map_err(|_| WriteFailure::Replica)
                 }
             });
-        let local = async {
-            node.syncer
-                .sync()
-                .await
-                .map_err(|error| Some(format!("local sync failed: {error}")))
-        };
+        let local = async { node.syncer.sync().await.map_err(WriteFailure::LocalSync) };
         let (replicated, synced) = tokio::join!(join_all(replicas), local);
-        let failure: Option<Option<String>> = replicated
+        let failure = replicated
             .into_iter()
             .chain(std::iter::once(synced))
             .filter_map(Result::err)
@@ -143,8 +148,11 @@ impl Pg {
         self.inflight(-1);
         match failure {
             None => Ok(version),
-            Some(Some(local)) => Err(OpFailure::new(OpErrorKind::Internal, local)),
-            Some(None) => {
+            Some(WriteFailure::LocalSync(error)) => Err(OpFailure::new(
+                OpErrorKind::Internal,
+                format!("local sync failed: {error}"),
+            )),
+            Some(WriteFailure::Replica) => {
                 self.settle_after_repeer(node, reqid, version, deadline)
                     .await
             }
