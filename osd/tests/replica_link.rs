@@ -124,6 +124,34 @@ async fn replies_find_their_writes_whatever_their_order() {
 }
 
 #[tokio::test]
+async fn writes_sent_from_synchronous_code_get_their_replies_later() {
+    let (addr, _) = start_peer(Script::ReverseBatches { batch: 4 }).await;
+    let link = replica_link::open(addr, 1);
+    // Sent without awaiting anything (as the primary does under its PG's head lock);
+    // two are dropped unanswered, which forgets them.
+    let sent: Vec<_> = (1..=4u64)
+        .map(|epoch| (epoch, link.send(write_at(epoch)).expect("the link is open")))
+        .collect();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    for (epoch, sent) in sent {
+        if epoch % 2 == 0 {
+            drop(sent);
+            continue;
+        }
+        let reply = sent.reply_until(deadline).await.expect("its reply");
+        assert_eq!(reply.epoch, epoch, "a reply went to another write");
+    }
+    assert!(!link.is_closed(), "replies to forgotten writes are let go");
+    let again = link.call_until(write_at(9), deadline);
+    // The peer answers in batches of four: three more keep the link going.
+    let others: Vec<_> = (10..=12)
+        .map(|epoch| link.send(write_at(epoch)).unwrap())
+        .collect();
+    assert_eq!(again.await.expect("a later call works").epoch, 9);
+    drop(others);
+}
+
+#[tokio::test]
 async fn a_link_that_ends_fails_its_waiting_writes_at_once() {
     let (addr, _) = start_peer(Script::FailOnFirstWrite).await;
     let link = replica_link::open(addr.clone(), 1);

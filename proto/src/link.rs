@@ -453,15 +453,8 @@ impl<Q: Tagged, A: Tagged> Link<Q, A> {
     /// Sends one request and waits for its reply. Dropping the future (a caller's timeout)
     /// forgets the request; a reply that still comes is discarded.
     pub async fn call(&self, request: Q::Inner) -> Result<A::Inner, LinkError> {
-        let tag = self.next_tag.fetch_add(1, Ordering::Relaxed);
-        let (reply_to, reply) = oneshot::channel();
-        self.waiting().insert(tag, reply_to);
+        let (tag, reply) = self.start(request)?;
         let _forget = Forget { link: self, tag };
-        // Checked after registering: a close that ran before the insert is seen here, one
-        // that runs after it drops our sender.
-        if self.is_closed() || !self.writer.send(&Q::tag(tag, request)) {
-            return Err(LinkError::Closed);
-        }
         reply.await.map_err(|_| LinkError::Closed)
     }
 
@@ -474,6 +467,58 @@ impl<Q: Tagged, A: Tagged> Link<Q, A> {
         tokio::time::timeout_at(deadline.into(), self.call(request))
             .await
             .unwrap_or(Err(LinkError::Deadline))
+    }
+
+    /// Sends one request now, from synchronous code; its reply is awaited later through
+    /// the returned [`Sent`] (dropping which forgets the request).
+    pub fn send(self: &Arc<Self>, request: Q::Inner) -> Result<Sent<Q, A>, LinkError> {
+        let (tag, reply) = self.start(request)?;
+        Ok(Sent {
+            link: Arc::clone(self),
+            tag,
+            reply,
+        })
+    }
+
+    /// Registers a waiter for a new tag and queues the request under it.
+    fn start(&self, request: Q::Inner) -> Result<(u64, oneshot::Receiver<A::Inner>), LinkError> {
+        let tag = self.next_tag.fetch_add(1, Ordering::Relaxed);
+        let (reply_to, reply) = oneshot::channel();
+        self.waiting().insert(tag, reply_to);
+        // Checked after registering: a close that ran before the insert is seen here, one
+        // that runs after it drops our sender.
+        if self.is_closed() || !self.writer.send(&Q::tag(tag, request)) {
+            self.waiting().remove(&tag);
+            return Err(LinkError::Closed);
+        }
+        Ok((tag, reply))
+    }
+}
+
+/// A request [`Link::send`] sent, whose reply has not been taken yet.
+pub struct Sent<Q: Tagged, A: Tagged> {
+    link: Arc<Link<Q, A>>,
+    tag: u64,
+    reply: oneshot::Receiver<A::Inner>,
+}
+
+impl<Q: Tagged, A: Tagged> Sent<Q, A> {
+    /// Waits for the reply until `deadline`.
+    pub async fn reply_until(
+        mut self,
+        deadline: std::time::Instant,
+    ) -> Result<A::Inner, LinkError> {
+        match tokio::time::timeout_at(deadline.into(), &mut self.reply).await {
+            Ok(Ok(reply)) => Ok(reply),
+            Ok(Err(_)) => Err(LinkError::Closed),
+            Err(_) => Err(LinkError::Deadline),
+        }
+    }
+}
+
+impl<Q: Tagged, A: Tagged> Drop for Sent<Q, A> {
+    fn drop(&mut self) {
+        self.link.waiting().remove(&self.tag);
     }
 }
 
@@ -612,5 +657,8 @@ tagged!(
 
 /// Replicated writes from a primary to one replica.
 pub type ReplicaLink = Link<TaggedReplicate, TaggedReplicateReply>;
+
+/// A replicated write sent on a [`ReplicaLink`], its reply still to come.
+pub type SentReplicate = Sent<TaggedReplicate, TaggedReplicateReply>;
 /// Small client ops to one primary.
 pub type OpLink = Link<TaggedOp, TaggedOpReply>;

@@ -17,6 +17,7 @@ use std::time::{Instant, SystemTime};
 
 use clustermap::ClusterMap;
 use futures_util::future::join_all;
+use proto::link::SentReplicate;
 use proto::osd::{OpErrorKind, ReplicateReply, ReplicateRequest, ReplicateStatus, SubOp};
 
 use super::{lock, Pg, Role};
@@ -36,6 +37,37 @@ enum WriteFailure {
     Replica,
     /// This OSD could not make it durable: the store refuses writes from now on.
     LocalSync(String),
+}
+
+/// What the primary's apply step hands back.
+struct Applied {
+    /// The version the write holds: the new one, or a resent request's original.
+    committed: Eversion,
+    /// False for a resent request (nothing was applied).
+    fresh: bool,
+    /// The write as the replicas get it.
+    request: ReplicateRequest,
+    /// The replicas it was already sent to, with the replies to come.
+    sent: Vec<(i32, SentReplicate)>,
+}
+
+/// Sends `request` to each of `replicas` over its link now; those without a link (no map,
+/// no address) are left to [`Pg::replicate_to`]'s retries.
+fn send_now(
+    node: &Node,
+    replicas: &[i32],
+    request: &ReplicateRequest,
+) -> Vec<(i32, SentReplicate)> {
+    let Some(map) = node.map() else {
+        return Vec::new();
+    };
+    replicas
+        .iter()
+        .filter_map(|&peer| {
+            let link = node.peers.link(&map, peer)?;
+            link.send(request.clone()).ok().map(|sent| (peer, sent))
+        })
+        .collect()
 }
 
 /// Why one replica did not confirm a write.
@@ -66,22 +98,55 @@ impl Pg {
         let interval = view.interval;
         let epoch = node.epoch().max(view.epoch);
         let mtime = SystemTime::now();
+        let replicas: Vec<i32> = view
+            .acting
+            .iter()
+            .copied()
+            .filter(|osd| *osd != node.id)
+            .collect();
+        let inline = super::runs_inline(WriteOp::payload_len_of(&ops));
+        // A small write whose outcome cannot depend on the object's state goes to the
+        // replicas before it is applied here, so that their apply overlaps ours: on every
+        // member it succeeds (or fails its static checks, which run first) alike.
+        let send_first = inline && ops.iter().all(WriteOp::is_unconditional);
+        let mut request = ReplicateRequest {
+            epoch: u64::from(epoch),
+            from_osd: node.id,
+            pg: Some(wire::pg_to_wire(self.id)),
+            object: Some(wire::object_to_wire(&object)),
+            reqid: Some(proto::osd::ReqId {
+                client: reqid.client,
+                tid: reqid.tid,
+            }),
+            version: None,
+            mtime_ns: wire::time_to_nanos(mtime),
+            ops: wire_ops,
+            prior_version: None,
+        };
         // Apply under the head lock (ordered, not synced), off the async threads.
         let pg = Arc::clone(self);
-        let store = Arc::clone(&node.store);
+        let sender = Arc::clone(node);
+        let members = replicas.clone();
         let pgid = self.id;
-        let target = object.clone();
         self.inflight(1);
-        let inline = super::runs_inline(WriteOp::payload_len_of(&ops));
         let applied = super::store_work(inline, move || {
+            let store = &sender.store;
             let mut head = lock(&pg.head);
             let version = Eversion::new(epoch.max(head.epoch), head.version + 1);
-            let mut txn = Transaction::new(pgid, target, version.epoch);
+            let mut txn = Transaction::new(pgid, object, version.epoch);
             txn.at_version(version).reqid(reqid).mtime(mtime);
             for op in ops {
                 txn.push(op);
             }
             let prior = *head;
+            request.version = Some(wire::ev_to_wire(version));
+            request.prior_version = Some(wire::ev_to_wire(prior));
+            let mut sent = Vec::new();
+            // A resent request is answered below without being applied, so it is not sent.
+            if send_first && store.lookup_reqid(pgid, reqid)?.is_none() {
+                store.check(&txn)?;
+                sent = send_now(&sender, &members, &request);
+            }
             let committed = store.apply(txn)?;
             // The store answers a request it already holds with the original version
             // and applies nothing.
@@ -90,16 +155,30 @@ impl Pg {
                 *head = version;
                 pg.head_watch.send_replace(version);
             }
-            Ok::<_, StoreError>((committed, prior, fresh))
+            Ok::<_, StoreError>(Applied {
+                committed,
+                fresh,
+                request,
+                sent,
+            })
         })
         .await;
-        let (version, prior) = match applied {
-            Ok(Ok((committed, _, false))) => {
+        let (version, request, mut sent) = match applied {
+            Ok(Ok(Applied {
+                committed,
+                fresh: false,
+                ..
+            })) => {
                 self.inflight(-1);
                 tracing::debug!(pg = %self.id, %reqid, version = %committed, "resent write; answering the original version");
                 return Ok(committed);
             }
-            Ok(Ok((committed, prior, true))) => (committed, prior),
+            Ok(Ok(Applied {
+                committed,
+                request,
+                sent,
+                ..
+            })) => (committed, request, sent),
             Ok(Err(error)) => {
                 self.inflight(-1);
                 return Err(error.into());
@@ -109,35 +188,23 @@ impl Pg {
                 return Err(failure);
             }
         };
-        let request = ReplicateRequest {
-            epoch: u64::from(epoch),
-            from_osd: node.id,
-            pg: Some(wire::pg_to_wire(self.id)),
-            object: Some(wire::object_to_wire(&object)),
-            reqid: Some(proto::osd::ReqId {
-                client: reqid.client,
-                tid: reqid.tid,
-            }),
-            version: Some(wire::ev_to_wire(version)),
-            mtime_ns: wire::time_to_nanos(mtime),
-            ops: wire_ops,
-            prior_version: Some(wire::ev_to_wire(prior)),
-        };
         // Joined in this task rather than spawned: each replica's frame leaves from here at
-        // the first poll, before the local sync wakes the sync thread, with no task hops.
-        let replicas = view
-            .acting
-            .iter()
-            .copied()
-            .filter(|osd| *osd != node.id)
+        // the first poll (unless it left already), before the local sync, with no task hops.
+        let replicas: Vec<_> = replicas
+            .into_iter()
             .map(|peer| {
                 let request = request.clone();
+                let first = sent
+                    .iter()
+                    .position(|(to, _)| *to == peer)
+                    .map(|at| sent.swap_remove(at).1);
                 async move {
-                    self.replicate_to(node, peer, request, inline, interval, deadline)
+                    self.replicate_to(node, peer, request, inline, interval, deadline, first)
                         .await
                         .map_err(|_| WriteFailure::Replica)
                 }
-            });
+            })
+            .collect();
         let local = async { node.syncer.sync().await.map_err(WriteFailure::LocalSync) };
         let (replicated, synced) = tokio::join!(join_all(replicas), local);
         let failure = replicated
@@ -189,6 +256,7 @@ impl Pg {
     /// or the deadline passes. A `small` write (the bound of inline store work) goes over
     /// the peer's replication link; a large one as its own gRPC request, so that it does
     /// not hold up the small ones queued behind it on the link.
+    #[allow(clippy::too_many_arguments)]
     async fn replicate_to(
         self: &Arc<Self>,
         node: &Arc<Node>,
@@ -197,6 +265,7 @@ impl Pg {
         small: bool,
         interval: u64,
         deadline: Instant,
+        mut first: Option<SentReplicate>,
     ) -> Result<(), ReplicaFailure> {
         let mut attempt = 0u32;
         loop {
@@ -212,12 +281,19 @@ impl Pg {
                 return Err(ReplicaFailure::Deadline);
             }
             attempt += 1;
-            let reply = match node.map() {
-                Some(map) => {
+            let reply = match (first.take(), node.map()) {
+                (Some(sent), _) => sent
+                    .reply_until(deadline)
+                    .await
+                    .inspect_err(|error| {
+                        tracing::debug!(pg = %self.id, peer, %error, attempt, "replicate failed");
+                    })
+                    .ok(),
+                (None, Some(map)) => {
                     self.replicate_once(node, &map, peer, &request, small, deadline, attempt)
                         .await
                 }
-                None => None,
+                (None, None) => None,
             };
             let Some(reply) = reply else {
                 // The peer is unreachable: retry until heartbeats get it marked down

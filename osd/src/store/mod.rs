@@ -355,6 +355,12 @@ impl ObjectStore {
         Ok(version)
     }
 
+    /// Checks what of `txn` does not depend on stored state (names, sizes, offsets): the
+    /// errors [`ObjectStore::apply`] would give before it looks at the object.
+    pub fn check(&self, txn: &Transaction) -> Result<()> {
+        txn.validate(&self.config)
+    }
+
     /// [`ObjectStore::commit`] without the final sync: the transaction is applied (visible
     /// to reads, ordered after every earlier apply to the PG) but not yet durable. The
     /// caller must call [`ObjectStore::sync`] before it acknowledges the write. The OSD uses

@@ -112,6 +112,28 @@ impl WriteOp {
         len as u64
     }
 
+    /// Whether the op succeeds whatever state the object is in, so that every replica's
+    /// outcome is known before the primary's own: no assertion, no exclusive create, no
+    /// removal of something that must exist, no append (which may pass the size limit).
+    pub fn is_unconditional(&self) -> bool {
+        match self {
+            WriteOp::Create { exclusive } => !exclusive,
+            WriteOp::Write { .. }
+            | WriteOp::WriteFull { .. }
+            | WriteOp::Truncate { .. }
+            | WriteOp::Zero { .. }
+            | WriteOp::SetXattr { .. }
+            | WriteOp::OmapSet { .. } => true,
+            WriteOp::AssertExists
+            | WriteOp::AssertVersion(_)
+            | WriteOp::Append { .. }
+            | WriteOp::Remove
+            | WriteOp::RmXattr { .. }
+            | WriteOp::OmapRm { .. }
+            | WriteOp::OmapClear => false,
+        }
+    }
+
     /// The data bytes of a whole transaction's ops.
     pub fn payload_len_of(ops: &[WriteOp]) -> u64 {
         ops.iter().map(WriteOp::payload_len).sum()
