@@ -39,9 +39,38 @@ pub struct Node {
     pub mon: MonClient,
     /// Kicked when a PG's state changes, so statistics go out soon.
     pub stats_kick: Notify,
+    /// Client writes this OSD is running as primary.
+    pub primary_writes: InFlight,
     map: watch::Sender<Option<Arc<ClusterMap>>>,
     advance: tokio::sync::Mutex<()>,
     pgs: RwLock<HashMap<PgId, Arc<Pg>>>,
+}
+
+/// A count of operations under way; [`InFlight::enter`] counts one until its guard drops.
+#[derive(Debug, Default)]
+pub struct InFlight(std::sync::atomic::AtomicUsize);
+
+impl InFlight {
+    /// Counts one more until the returned guard is dropped.
+    pub fn enter(&self) -> InFlightGuard<'_> {
+        self.0.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        InFlightGuard(self)
+    }
+
+    /// How many are under way.
+    pub fn count(&self) -> usize {
+        self.0.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
+/// One operation counted by [`InFlight`].
+#[derive(Debug)]
+pub struct InFlightGuard<'a>(&'a InFlight);
+
+impl Drop for InFlightGuard<'_> {
+    fn drop(&mut self) {
+        self.0 .0.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+    }
 }
 
 impl Node {
@@ -71,6 +100,7 @@ impl Node {
             peers: Peers::default(),
             mon,
             stats_kick: Notify::new(),
+            primary_writes: InFlight::default(),
             map: watch::Sender::new(None),
             advance: tokio::sync::Mutex::new(()),
             pgs: RwLock::new(pgs),

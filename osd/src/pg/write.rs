@@ -39,6 +39,10 @@ enum WriteFailure {
     LocalSync(String),
 }
 
+/// At most this many client writes under way at the primary (this one included) for a
+/// write to go to its replicas before the primary applies it.
+const SEND_FIRST_MAX_IN_FLIGHT: usize = 2;
+
 /// What the primary's apply step hands back.
 struct Applied {
     /// The version the write holds: the new one, or a resent request's original.
@@ -105,10 +109,16 @@ impl Pg {
             .filter(|osd| *osd != node.id)
             .collect();
         let inline = super::runs_inline(WriteOp::payload_len_of(&ops));
+        let _counted = node.primary_writes.enter();
         // A small write whose outcome cannot depend on the object's state goes to the
         // replicas before it is applied here, so that their apply overlaps ours: on every
-        // member it succeeds (or fails its static checks, which run first) alike.
-        let send_first = inline && ops.iter().all(WriteOp::is_unconditional);
+        // member it succeeds (or fails its static checks, which run first) alike. Only when
+        // few writes are under way: that is when latency is the time of one write, while
+        // under load the overlap saves nothing and the extra request-id lookup costs
+        // throughput (measured at 16 in flight: 3-7 % fewer writes per second).
+        let send_first = inline
+            && node.primary_writes.count() <= SEND_FIRST_MAX_IN_FLIGHT
+            && ops.iter().all(WriteOp::is_unconditional);
         let mut request = ReplicateRequest {
             epoch: u64::from(epoch),
             from_osd: node.id,
