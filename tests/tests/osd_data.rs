@@ -1,7 +1,8 @@
 //! The replicated data path end to end: 3 monitors, 4 OSDs and a size-3 pool. 10,000
 //! objects from 0 B to 8 MiB (mostly small, a few large: about 250 MB) are written with 16
 //! in flight, some with xattrs and omap in the same compound op, then read back
-//! byte-identical with their xattrs and omap; the listing names exactly those objects.
+//! byte-identical (whole, and a slice of each) with their xattrs and omap; the listing
+//! names exactly those objects.
 //! Finally every OSD's own store is scanned (`PgScan` with digests): every object is on
 //! exactly the OSDs of its PG's acting set in the client's map, each copy at the version
 //! the write was acknowledged with and with the same digest.
@@ -138,6 +139,19 @@ async fn read_all(ioctx: &IoCtx, versions: &[Version]) {
             let expected = pattern(i as u64, size_of(i));
             assert_eq!(data.len(), expected.len(), "size of {name}");
             assert!(data == expected, "{name} reads back different bytes");
+            // A read of a given length (over the op link when it is small) gets that slice.
+            if !expected.is_empty() {
+                let offset = expected.len() / 3;
+                let length = (expected.len() - offset).min(40 << 10);
+                let part = ioctx
+                    .read(&name, offset as u64, length as u64)
+                    .await
+                    .unwrap_or_else(|error| panic!("ranged read of {name}: {error}"));
+                assert!(
+                    part == expected[offset..offset + length],
+                    "{name} reads back different bytes at {offset}+{length}"
+                );
+            }
             let stat = ioctx
                 .stat(&name)
                 .await
