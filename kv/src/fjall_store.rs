@@ -188,9 +188,6 @@ impl FjallStore {
 
     /// The one number that stores of the first log format kept for all keyspaces (0: none).
     fn legacy_applied_record(&self) -> Result<u64> {
-        if !self.db.keyspace_exists(LEGACY_APPLIED_KEYSPACE) {
-            return Ok(0);
-        }
         let Some(handle) = self.keyspace(LEGACY_APPLIED_KEYSPACE, false)? else {
             return Ok(0);
         };
