@@ -79,6 +79,10 @@ pub struct OsdConfig {
     /// several writes, so that writes in flight join it (fewer fdatasyncs under load; a
     /// lone writer never waits). 0 syncs at once. Default 300.
     pub sync_batch_wait_us: u64,
+    /// Chunks written whole whose stored size is at least this many bytes go to the block
+    /// file (`DATA/blocks`) with direct I/O, written once; smaller ones stay in the engine.
+    /// Above 65536 (the chunk size) every chunk stays in the engine. Default 32768.
+    pub block_min_bytes: usize,
 }
 
 impl Default for OsdConfig {
@@ -97,6 +101,7 @@ impl Default for OsdConfig {
             write_buffer_bytes: 32 << 20,
             compression: Compression::Lz4,
             sync_batch_wait_us: 300,
+            block_min_bytes: 32 << 10,
         }
     }
 }

@@ -111,14 +111,21 @@ fn open_store(config: &OsdConfig, data_dir: &Path) -> anyhow::Result<ObjectStore
     let store_config = StoreConfig {
         max_object_size: config.max_object_size,
         compression: config.compression,
+        block_min_bytes: config.block_min_bytes,
         ..StoreConfig::default()
     };
-    match ObjectStore::open(Arc::clone(&engine), store_config.clone()) {
+    let blocks = data_dir.join("blocks");
+    match ObjectStore::open_with_blocks(Arc::clone(&engine), store_config.clone(), Some(&blocks)) {
         Ok(store) => Ok(store),
         Err(StoreError::NotFormatted) => {
             let uuid = new_uuid()?;
             tracing::info!(%uuid, dir = %path.display(), "new data directory; making the store");
-            Ok(ObjectStore::mkfs(engine, uuid, store_config)?)
+            Ok(ObjectStore::mkfs_with_blocks(
+                engine,
+                uuid,
+                store_config,
+                Some(&blocks),
+            )?)
         }
         Err(error) => Err(error).context("opening the object store"),
     }

@@ -246,8 +246,10 @@ fn an_older_format_store_is_upgraded_on_open_even_after_an_upgrade_cut_short() {
     let big = pattern(3 * CHUNK as usize + 10, 4);
     let keyspace = pg_keyspace(PG);
     {
+        // Every chunk in the engine, as format 1 kept them.
         let raw = StoreConfig {
             compression: Compression::None,
+            block_min_bytes: usize::MAX,
             ..StoreConfig::default()
         };
         let (store, engine) = fjall_store(dir.path(), raw);

@@ -26,7 +26,7 @@ use tokio::sync::{watch, OwnedMutexGuard};
 use crate::store::{Eversion, ObjectId};
 use crate::wire::OpFailure;
 
-/// Ops moving at most this many data bytes run their store work on the async thread: a
+/// Ops moving fewer data bytes than this run their store work on the async thread: a
 /// small apply or read costs less than the two thread switches of the store pool. Larger
 /// ones (memcpy and checksums of whole chunks) go to the store pool so they do not stall
 /// the network tasks sharing the worker. An inline apply can still wait on the PG's head
@@ -34,8 +34,10 @@ use crate::wire::OpFailure;
 const INLINE_STORE_BYTES: u64 = 64 * 1024;
 
 /// Whether store work moving `bytes` of data runs inline (see [`INLINE_STORE_BYTES`]).
+/// A write of a whole chunk never runs inline: it may go to the block file (a direct
+/// write and a flush).
 fn runs_inline(bytes: u64) -> bool {
-    bytes <= INLINE_STORE_BYTES
+    bytes < INLINE_STORE_BYTES
 }
 
 /// Runs synchronous store work inline or on the store pool.

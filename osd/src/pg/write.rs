@@ -141,6 +141,8 @@ impl Pg {
         self.inflight(1);
         let applied = super::store_work(inline, move || {
             let store = &sender.store;
+            // Large chunks go to the block file first, outside the head lock.
+            let staged = store.stage(&ops)?;
             let mut head = lock(&pg.head);
             let version = Eversion::new(epoch.max(head.epoch), head.version + 1);
             let mut txn = Transaction::new(pgid, object, version.epoch);
@@ -157,7 +159,7 @@ impl Pg {
                 store.check(&txn)?;
                 sent = send_now(&sender, &members, &request);
             }
-            let committed = store.apply(txn)?;
+            let committed = store.apply_staged(txn, staged)?;
             // The store answers a request it already holds with the original version
             // and applies nothing.
             let fresh = committed == version;
@@ -415,6 +417,7 @@ impl Pg {
         let pgid = self.id;
         let inline = super::runs_inline(WriteOp::payload_len_of(&ops));
         let applied = super::store_work(inline, move || {
+            let staged = store.stage(&ops)?;
             let mut head = lock(&pg.head);
             if *head != prior {
                 // Already applied (a resend), or writes are missing.
@@ -429,7 +432,7 @@ impl Pg {
             for op in ops {
                 txn.push(op);
             }
-            let committed = store.apply(txn)?;
+            let committed = store.apply_staged(txn, staged)?;
             if committed == version {
                 *head = version;
                 pg.head_watch.send_replace(version);

@@ -42,6 +42,10 @@ pub struct StoreConfig {
     /// lz4 does): `lz4` (default) or `none`. Stored chunks keep the form they were written
     /// in, so changing it applies to new writes only.
     pub compression: Compression,
+    /// Chunks written whole whose stored (maybe compressed) size is at least this many
+    /// bytes go to the block file with direct I/O, when the store has one; smaller ones
+    /// stay in the engine. Default 32 KiB (half a chunk). Above the chunk size: never.
+    pub block_min_bytes: usize,
 }
 
 impl Default for StoreConfig {
@@ -58,6 +62,7 @@ impl Default for StoreConfig {
             pg_log_trim_batch: 100,
             meta_cache_bytes: 8 << 20,
             compression: Compression::Lz4,
+            block_min_bytes: 32 << 10,
         }
     }
 }

@@ -172,6 +172,9 @@ pub enum StoreError {
     /// The key-value engine failed (I/O, a poisoned engine after an earlier failure).
     #[error("storage engine: {0}")]
     Engine(#[from] kv::Error),
+    /// The block file (large chunks) failed: I/O, or records that contradict it.
+    #[error("block file: {0}")]
+    BlockFile(#[from] std::io::Error),
 }
 
 impl StoreError {

@@ -14,7 +14,8 @@
 //! | `L` epoch(u32 BE) v(u64 BE) | log entry ([`super::LogEntry`]), so the log is in version order |
 //! | `R` client(u64 BE) tid(u64 BE) | the version the request was committed at (dup detection) |
 //! | `O` oid | object metadata ([`super::ObjectInfo`]); the object exists iff this key does |
-//! | `D` oid chunk(u32 BE) | one data chunk, checksummed and maybe compressed ([`super::chunk`]) |
+//! | `D` oid chunk(u32 BE) | one data chunk, checksummed and maybe compressed ([`super::chunk`]), or a reference to it in the block file |
+//! | `B` oid chunk(u32 BE) | the block file range (offset u64 BE, length u64 BE) that chunk occupies ([`super::blocks`]) |
 //! | `X` oid name | one xattr's value |
 //! | `M` oid key | one omap value |
 //!
@@ -22,7 +23,9 @@
 //! closed by 0x00 0x01. That encoding is prefix-free (no object's `oid` starts another's, so
 //! `D oid` ranges never overlap) and order-preserving, so objects list in (namespace, name)
 //! byte order and one namespace is one contiguous key range. Keeping metadata (`O`) apart
-//! from data (`D`) lets listings and backfill scans read only small values.
+//! from data (`D`) lets listings and backfill scans read only small values; keeping the block
+//! records (`B`) apart lets a removal find the space it frees, and an open rebuild the
+//! allocator, without reading any chunk.
 //!
 //! Data chunks are [`CHUNK_SIZE`] bytes of the object's logical content; chunk `i` holds
 //! bytes `[i * CHUNK_SIZE, (i + 1) * CHUNK_SIZE)`. A chunk may be stored shorter than that
@@ -31,6 +34,7 @@
 
 use clustermap::PgId;
 
+use super::blocks::{Extent, BLOCK};
 use super::types::{Eversion, ObjectId, ReqId};
 
 /// Bytes per data chunk: a 4 KiB write into a 4 MiB object rewrites one 64 KiB chunk.
@@ -50,6 +54,7 @@ pub(crate) const OBJECT_TAG: u8 = b'O';
 pub(crate) const DATA_TAG: u8 = b'D';
 pub(crate) const XATTR_TAG: u8 = b'X';
 pub(crate) const OMAP_TAG: u8 = b'M';
+pub(crate) const BLOCK_TAG: u8 = b'B';
 
 /// The keyspace of a PG.
 pub(crate) fn pg_keyspace(pg: PgId) -> String {
@@ -146,6 +151,27 @@ pub(crate) fn meta_key(oid: &[u8]) -> Vec<u8> {
 
 pub(crate) fn data_key(oid: &[u8], chunk: u32) -> Vec<u8> {
     tagged(DATA_TAG, &[oid, &chunk.to_be_bytes()])
+}
+
+pub(crate) fn block_key(oid: &[u8], chunk: u32) -> Vec<u8> {
+    tagged(BLOCK_TAG, &[oid, &chunk.to_be_bytes()])
+}
+
+/// The value of a block record.
+pub(crate) fn encode_extent(extent: Extent) -> [u8; 16] {
+    let mut value = [0u8; 16];
+    value[..8].copy_from_slice(&extent.offset.to_be_bytes());
+    value[8..].copy_from_slice(&extent.len.to_be_bytes());
+    value
+}
+
+/// The range a block record names; `None` if the value is malformed.
+pub(crate) fn decode_extent(value: &[u8]) -> Option<Extent> {
+    let bytes: [u8; 16] = value.try_into().ok()?;
+    let offset = u64::from_be_bytes(bytes[..8].try_into().ok()?);
+    let len = u64::from_be_bytes(bytes[8..].try_into().ok()?);
+    let aligned = offset % BLOCK == 0 && len % BLOCK == 0 && len > 0;
+    (aligned && offset.checked_add(len).is_some()).then_some(Extent { offset, len })
 }
 
 pub(crate) fn xattr_key(oid: &[u8], name: &str) -> Vec<u8> {

@@ -41,6 +41,7 @@
 //! holds its transaction's data plus at most two chunks read for read-modify-write; a read
 //! holds the bytes it returns.
 
+mod blocks;
 mod cache;
 mod chunk;
 mod codec;
@@ -50,6 +51,7 @@ pub mod keys;
 mod object;
 mod pglog;
 mod recovery;
+mod stage;
 mod superblock;
 mod txn;
 mod types;
@@ -57,6 +59,7 @@ mod upgrade;
 
 use std::collections::{HashMap, HashSet};
 use std::ops::Bound;
+use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
 use std::time::SystemTime;
 
@@ -69,12 +72,14 @@ pub use error::{Result, StoreError};
 pub use keys::CHUNK_SIZE;
 pub use object::{ObjectDigest, ObjectPage, OmapPage};
 pub use recovery::ObjectState;
+pub use stage::Staged;
 pub use superblock::{Superblock, FORMAT_VERSION, OLDEST_UPGRADABLE_FORMAT};
 pub use txn::{Transaction, WriteOp};
 pub use types::{Eversion, LogEntry, LogOp, ObjectId, ObjectInfo, PgInfo, PgStats, ReqId};
 
+use blocks::{BlockFile, Extent};
 use cache::MetaCache;
-use keys::{DATA_TAG, INFO_KEY, OBJECT_TAG, OMAP_TAG, XATTR_TAG};
+use keys::{BLOCK_TAG, DATA_TAG, INFO_KEY, OBJECT_TAG, OMAP_TAG, XATTR_TAG};
 use txn::{object_section, Plan, PlanContext};
 
 /// Objects removed per batch when a PG is deleted (each may take up to a few thousand keys).
@@ -90,6 +95,8 @@ pub struct ObjectStore {
     superblock: Mutex<Superblock>,
     pgs: RwLock<PgTable>,
     cache: MetaCache,
+    /// Where large chunks go; without one, every chunk stays in the engine.
+    blocks: Option<Arc<BlockFile>>,
 }
 
 #[derive(Debug, Default)]
@@ -123,6 +130,17 @@ impl ObjectStore {
     /// Makes a new object store on an empty engine, for the OSD with `osd_uuid`, and opens it.
     /// Fails with [`StoreError::AlreadyFormatted`] if the engine holds any data.
     pub fn mkfs(engine: Arc<dyn Engine>, osd_uuid: Uuid, config: StoreConfig) -> Result<Self> {
+        Self::mkfs_with_blocks(engine, osd_uuid, config, None)
+    }
+
+    /// [`ObjectStore::mkfs`] for a store whose large chunks go to the block file at
+    /// `block_file` (created if missing).
+    pub fn mkfs_with_blocks(
+        engine: Arc<dyn Engine>,
+        osd_uuid: Uuid,
+        config: StoreConfig,
+        block_file: Option<&Path>,
+    ) -> Result<Self> {
         config.validate()?;
         if osd_uuid.is_nil() {
             return Err(StoreError::invalid("osd uuid", "it must not be nil"));
@@ -137,24 +155,35 @@ impl ObjectStore {
             Superblock::new(osd_uuid).encode(),
         );
         engine.write_sync(batch)?;
-        Self::open(engine, config)
+        Self::open_with_blocks(engine, config, block_file)
     }
 
     /// Opens the object store on `engine`: checks the superblock, loads every PG's info and
     /// finishes PG removals that a crash cut short.
     pub fn open(engine: Arc<dyn Engine>, config: StoreConfig) -> Result<Self> {
+        Self::open_with_blocks(engine, config, None)
+    }
+
+    /// [`ObjectStore::open`] for a store whose large chunks go to the block file at
+    /// `block_file`. A store whose records reference a block file must be opened with it.
+    pub fn open_with_blocks(
+        engine: Arc<dyn Engine>,
+        config: StoreConfig,
+        block_file: Option<&Path>,
+    ) -> Result<Self> {
         config.validate()?;
         let superblock = match engine.get(keys::SUPER_KEYSPACE, keys::SUPERBLOCK_KEY)? {
             Some(bytes) => Superblock::decode(&bytes)?,
             None => return Err(StoreError::NotFormatted),
         };
         let superblock = upgrade::upgrade(engine.as_ref(), superblock)?;
-        let store = Self {
+        let mut store = Self {
             cache: MetaCache::new(config.meta_cache_bytes),
             engine,
             config,
             superblock: Mutex::new(superblock),
             pgs: RwLock::new(PgTable::default()),
+            blocks: None,
         };
         let mut live = HashMap::new();
         for keyspace in store.engine.keyspaces()? {
@@ -179,8 +208,51 @@ impl ObjectStore {
             }
         }
         store.engine.sync()?;
+        let mut used = Vec::new();
+        for handle in live.values() {
+            used.extend(store.block_records(&handle.keyspace)?);
+        }
+        store.blocks = match block_file {
+            Some(path) => Some(Arc::new(BlockFile::open(path, used)?)),
+            None if used.is_empty() => None,
+            None => {
+                return Err(StoreError::Incompatible {
+                    reason: format!(
+                        "{} chunks are held in a block file, and none was given",
+                        used.len()
+                    ),
+                })
+            }
+        };
         store.write_table().live = live;
         Ok(store)
+    }
+
+    /// Every block file range a PG's records reference.
+    fn block_records(&self, keyspace: &str) -> Result<Vec<Extent>> {
+        let mut extents = Vec::new();
+        for item in self.engine.scan(keyspace, KeyRange::prefix(&[BLOCK_TAG]))? {
+            let (key, value) = item?;
+            let extent = keys::decode_extent(&value).ok_or_else(|| {
+                StoreError::corrupt_record(
+                    format!("block record {key:02x?} in {keyspace}"),
+                    "it is not an aligned range",
+                )
+            })?;
+            extents.push(extent);
+        }
+        Ok(extents)
+    }
+
+    /// Bytes of the block file referenced, and its length (`None` without one).
+    pub fn block_usage(&self) -> Option<(u64, u64)> {
+        self.blocks.as_ref().map(|blocks| blocks.usage())
+    }
+
+    /// Held while a read resolves block references and reads them, so the ranges are not
+    /// reused under it.
+    fn block_read_guard(&self) -> Option<std::sync::RwLockReadGuard<'_, ()>> {
+        self.blocks.as_ref().map(|blocks| blocks.read_guard())
     }
 
     /// The superblock (format, identity).
@@ -275,6 +347,7 @@ impl ObjectStore {
             table.removing.insert(pg);
             handle
         };
+        let freed = self.block_records(&handle.keyspace)?;
         {
             let mut state = lock(&handle.state);
             state.removed = true;
@@ -284,7 +357,10 @@ impl ObjectStore {
             self.engine.write(batch)?;
         }
         self.purge_keyspace(&handle.keyspace)?;
-        self.engine.sync()?;
+        if let Some(blocks) = &self.blocks {
+            blocks.free_after_sync(freed);
+        }
+        self.sync()?;
         self.cache.clear();
         // Only a finished removal lets the PG be created again; after a failure the engine
         // is poisoned anyway and the next open finishes the job.
@@ -313,7 +389,7 @@ impl ObjectStore {
             let mut batch = WriteBatch::new();
             for meta in metas {
                 let oid = &meta[1..];
-                for tag in [DATA_TAG, XATTR_TAG, OMAP_TAG] {
+                for tag in [DATA_TAG, BLOCK_TAG, XATTR_TAG, OMAP_TAG] {
                     batch.delete_range(keyspace, object_section(tag, oid, b""));
                 }
                 batch.delete(keyspace, meta);
@@ -351,7 +427,7 @@ impl ObjectStore {
         // Outside the PG lock, so the PG's next committers can write while this one syncs
         // and share the following sync. A duplicate's original is covered too: its write
         // returned before it released the lock we took.
-        self.engine.sync()?;
+        self.sync()?;
         Ok(version)
     }
 
@@ -367,6 +443,23 @@ impl ObjectStore {
     /// this to order writes under its own PG lock and sync outside it (group commit).
     pub fn apply(&self, txn: Transaction) -> Result<Eversion> {
         txn.validate(&self.config)?;
+        let staged = self.stage(txn.ops())?;
+        self.apply_staged(txn, staged)
+    }
+
+    /// Writes the chunks that `ops` write whole and that are large enough to the block file,
+    /// durably, before the transaction is applied: the slow part of a large write, done
+    /// outside the PG's lock. Nothing is staged without a block file.
+    pub fn stage(&self, ops: &[WriteOp]) -> Result<Staged> {
+        match &self.blocks {
+            Some(blocks) => stage::stage(blocks, ops, &self.config),
+            None => Ok(Staged::default()),
+        }
+    }
+
+    /// [`ObjectStore::apply`] with chunks [`ObjectStore::stage`]d from the same sub-ops.
+    pub fn apply_staged(&self, txn: Transaction, mut staged: Staged) -> Result<Eversion> {
+        txn.validate(&self.config)?;
         let handle = self.handle(txn.pg())?;
         let oid = keys::object_key(txn.object());
         let version = {
@@ -374,15 +467,47 @@ impl ObjectStore {
             if state.removed {
                 return Err(StoreError::PgNotFound { pg: txn.pg() });
             }
-            self.apply_locked(&handle, &mut state, &txn, &oid)?
+            self.apply_locked(&handle, &mut state, &txn, &oid, &mut staged)?
         };
         Ok(version)
     }
 
     /// Makes everything applied so far durable (shared with concurrent callers).
     pub fn sync(&self) -> Result<()> {
+        let ticket = self.blocks.as_ref().map(|blocks| blocks.sync_ticket());
         self.engine.sync()?;
+        if let (Some(blocks), Some(ticket)) = (&self.blocks, ticket) {
+            blocks.synced(ticket);
+        }
         Ok(())
+    }
+
+    /// Writes a planned batch; the block ranges it stops referencing become free once it
+    /// is durable.
+    fn write_plan(&self, batch: WriteBatch, freed: Vec<Extent>) -> Result<()> {
+        self.engine.write(batch)?;
+        if let Some(blocks) = &self.blocks {
+            blocks.free_after_sync(freed);
+        }
+        Ok(())
+    }
+
+    fn plan_context<'a>(
+        &'a self,
+        keyspace: &'a str,
+        pg: PgId,
+        object: &'a ObjectId,
+        oid: &'a [u8],
+    ) -> PlanContext<'a> {
+        PlanContext {
+            engine: self.engine.as_ref(),
+            keyspace,
+            pg,
+            object,
+            oid,
+            config: &self.config,
+            blocks: self.blocks.as_deref(),
+        }
     }
 
     fn apply_locked(
@@ -391,6 +516,7 @@ impl ObjectStore {
         state: &mut PgState,
         txn: &Transaction,
         oid: &[u8],
+        staged: &mut Staged,
     ) -> Result<Eversion> {
         let pg = txn.pg();
         let keyspace = handle.keyspace.as_str();
@@ -426,15 +552,12 @@ impl ObjectStore {
         };
         let mtime = txn.modification_time().unwrap_or_else(SystemTime::now);
         let before = self.load_meta(pg, keyspace, oid, txn.object())?;
-        let ctx = PlanContext {
-            engine,
-            keyspace,
-            pg,
-            object: txn.object(),
-            oid,
-            config: &self.config,
-        };
-        let Plan { mut batch, after } = txn::plan(&ctx, before, txn.ops(), version, mtime)?;
+        let ctx = self.plan_context(keyspace, pg, txn.object(), oid);
+        let Plan {
+            mut batch,
+            after,
+            freed,
+        } = txn::plan(&ctx, before, txn.ops(), version, mtime, staged)?;
 
         let mut info = state.info;
         let size = |meta: Option<ObjectInfo>| meta.map_or(0, |meta| meta.size);
@@ -464,7 +587,7 @@ impl ObjectStore {
             version,
         )?;
         batch.put(keyspace, INFO_KEY, info.encode());
-        self.engine.write(batch)?;
+        self.write_plan(batch, freed)?;
         state.info = info;
         self.cache.update(pg, oid, after);
         Ok(version)

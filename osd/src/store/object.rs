@@ -101,6 +101,7 @@ impl ObjectStore {
     /// the end are short, holes read as zeros, and every chunk touched is checked against
     /// its checksum: a mismatch fails with [`StoreError::Corruption`].
     pub fn read(&self, pg: PgId, object: &ObjectId, offset: u64, len: u64) -> Result<Vec<u8>> {
+        let _blocks = self.block_read_guard();
         let (located, info) = self.existing(pg, object)?;
         let len = if len == 0 { info.size } else { len };
         let end = offset.saturating_add(len).min(info.size);
@@ -130,11 +131,13 @@ impl ObjectStore {
             // One chunk (the common small read): a point lookup is cheaper than a scan.
             let key = keys::data_key(&located.oid, first);
             if let Some(value) = self.engine.get(&located.handle.keyspace, &key)? {
-                let data = chunk::decode(&value).map_err(|detail| StoreError::Corruption {
-                    pg,
-                    object: object.clone(),
-                    chunk: first,
-                    detail,
+                let data = chunk::load(&value, self.blocks.as_deref()).map_err(|detail| {
+                    StoreError::Corruption {
+                        pg,
+                        object: object.clone(),
+                        chunk: first,
+                        detail,
+                    }
                 })?;
                 copy(first, &data)?;
             }
@@ -172,7 +175,7 @@ impl ObjectStore {
                 };
                 let visited = match keys::chunk_of_data_key(key, prefix_len) {
                     None => Err(corrupt(u32::MAX, format!("malformed data key {key:02x?}"))),
-                    Some(chunk) => chunk::decode(value)
+                    Some(chunk) => chunk::load(value, self.blocks.as_deref())
                         .map_err(|detail| corrupt(chunk, detail))
                         .and_then(|data| visit(chunk, &data)),
                 };
@@ -329,6 +332,7 @@ impl ObjectStore {
     /// The object's digests for deep scrub. Reads every chunk, so it also finds corrupt
     /// chunks ([`StoreError::Corruption`]).
     pub fn object_digest(&self, pg: PgId, object: &ObjectId) -> Result<ObjectDigest> {
+        let _blocks = self.block_read_guard();
         let (located, info) = self.existing(pg, object)?;
         let mut data = Xxh3::new();
         let mut position = 0u64;

@@ -14,7 +14,7 @@ use std::time::SystemTime;
 use clustermap::PgId;
 
 use super::error::{Result, StoreError};
-use super::txn::{plan, validate_object, PlanContext, WriteOp};
+use super::txn::{plan, validate_object, WriteOp};
 use super::types::{Eversion, LogEntry, ObjectId, ObjectInfo};
 use super::{keys, lock, pglog, ObjectStore, INFO_KEY};
 
@@ -76,19 +76,8 @@ impl ObjectStore {
         validate_object(object, &self.config)?;
         let handle = self.handle(pg)?;
         let oid = keys::object_key(object);
-        let mut pg_state = lock(&handle.state);
-        if pg_state.removed {
-            return Err(StoreError::PgNotFound { pg });
-        }
-        let keyspace = handle.keyspace.as_str();
-        let before = self.load_meta(pg, keyspace, &oid, object)?;
-        if before.is_none() && state.is_none() {
-            return Ok(());
-        }
-        let mut ops = Vec::new();
-        if before.is_some() {
-            ops.push(WriteOp::Remove);
-        }
+        // Removes whatever is there first (a no-op plan when nothing is).
+        let mut ops = vec![WriteOp::Create { exclusive: false }, WriteOp::Remove];
         let (version, mtime) = match state {
             Some(state) => {
                 ops.push(WriteOp::WriteFull {
@@ -109,15 +98,19 @@ impl ObjectStore {
             }
             None => (Eversion::ZERO, SystemTime::now()),
         };
-        let ctx = PlanContext {
-            engine: self.engine.as_ref(),
-            keyspace,
-            pg,
-            object,
-            oid: &oid,
-            config: &self.config,
-        };
-        let planned = plan(&ctx, before, &ops, version, mtime)?;
+        // The new content's large chunks are written before the PG's lock is taken.
+        let mut staged = self.stage(&ops)?;
+        let mut pg_state = lock(&handle.state);
+        if pg_state.removed {
+            return Err(StoreError::PgNotFound { pg });
+        }
+        let keyspace = handle.keyspace.as_str();
+        let before = self.load_meta(pg, keyspace, &oid, object)?;
+        if before.is_none() && state.is_none() {
+            return Ok(());
+        }
+        let ctx = self.plan_context(keyspace, pg, object, &oid);
+        let planned = plan(&ctx, before, &ops, version, mtime, &mut staged)?;
         let mut batch = planned.batch;
         let after = planned.after;
         let mut info = pg_state.info;
@@ -126,7 +119,7 @@ impl ObjectStore {
             .saturating_sub(u64::from(before.is_some()));
         info.stats.bytes = (info.stats.bytes + size(after)).saturating_sub(size(before));
         batch.put(keyspace, INFO_KEY, info.encode());
-        self.engine.write(batch)?;
+        self.write_plan(batch, planned.freed)?;
         pg_state.info = info;
         self.cache.update(pg, &oid, after);
         Ok(())

@@ -17,10 +17,12 @@ use bytes::Bytes;
 use clustermap::{Epoch, PgId};
 use kv::{Engine, KeyRange, WriteBatch};
 
+use super::blocks::{BlockFile, Extent};
 use super::chunk;
 use super::config::StoreConfig;
 use super::error::{Result, StoreError};
-use super::keys::{self, CHUNK_SIZE, DATA_TAG, OMAP_TAG, XATTR_TAG};
+use super::keys::{self, BLOCK_TAG, CHUNK_SIZE, DATA_TAG, OMAP_TAG, XATTR_TAG};
+use super::stage::Staged;
 use super::types::{Eversion, ObjectId, ObjectInfo, ReqId};
 
 /// One sub-op of a [`Transaction`].
@@ -463,6 +465,8 @@ pub(crate) struct PlanContext<'a> {
     /// The encoded object key.
     pub oid: &'a [u8],
     pub config: &'a StoreConfig,
+    /// The store's block file, if it has one.
+    pub blocks: Option<&'a BlockFile>,
 }
 
 impl PlanContext<'_> {
@@ -473,12 +477,25 @@ impl PlanContext<'_> {
         }
     }
 
+    /// The range a block record of this object names.
+    fn block_record(&self, key: &[u8], value: &[u8]) -> Result<Extent> {
+        keys::decode_extent(value).ok_or_else(|| {
+            StoreError::corrupt_record(
+                format!(
+                    "block record {key:02x?} of object {} in pg {}",
+                    self.object, self.pg
+                ),
+                "it is not an aligned range",
+            )
+        })
+    }
+
     /// Reads and verifies one stored chunk (empty if absent).
     pub fn load_chunk(&self, chunk: u32) -> Result<Vec<u8>> {
         let key = keys::data_key(self.oid, chunk);
         match self.engine.get(self.keyspace, &key)? {
             None => Ok(Vec::new()),
-            Some(value) => chunk::decode(&value)
+            Some(value) => chunk::load(&value, self.blocks)
                 .map(std::borrow::Cow::into_owned)
                 .map_err(|detail| StoreError::Corruption {
                     pg: self.pg,
@@ -506,6 +523,28 @@ pub(crate) fn object_section(tag: u8, oid: &[u8], start_suffix: &[u8]) -> KeyRan
 pub(crate) struct Plan {
     pub batch: WriteBatch,
     pub after: Option<ObjectInfo>,
+    /// Block file ranges the batch stops referencing: free once it is durable.
+    pub freed: Vec<Extent>,
+}
+
+/// A chunk's new content in the view.
+enum Content<'o> {
+    /// Bytes to store in the engine (empty: a hole, the stored chunk is deleted).
+    Bytes(Cow<'o, [u8]>),
+    /// Written whole by sub-op `op` from `data`, already staged in the block file.
+    Staged { op: usize, data: &'o [u8] },
+}
+
+impl Content<'_> {
+    fn to_mut(&mut self) -> &mut Vec<u8> {
+        if let Content::Staged { data, .. } = *self {
+            *self = Content::Bytes(Cow::Owned(data.to_vec()));
+        }
+        match self {
+            Content::Bytes(bytes) => bytes.to_mut(),
+            Content::Staged { .. } => unreachable!("replaced above"),
+        }
+    }
 }
 
 /// The object as the sub-ops so far have left it.
@@ -517,9 +556,12 @@ struct View<'a, 'o> {
     size: u64,
     /// Stored chunks with an index at or above this are gone (truncate, remove).
     stored_dropped_from: Option<u32>,
-    /// New chunk contents (an empty one is a hole: the stored chunk is deleted). A chunk
-    /// written whole borrows the op's data, so the bytes are copied once, into the batch.
-    chunks: BTreeMap<u32, Cow<'o, [u8]>>,
+    /// New chunk contents. A chunk written whole borrows the op's data, so the bytes are
+    /// copied once, into the batch (or not at all, when it was staged).
+    chunks: BTreeMap<u32, Content<'o>>,
+    staged: &'a Staged,
+    /// The index of the sub-op being applied.
+    op: usize,
     xattrs_cleared: bool,
     xattrs: BTreeMap<String, Option<Vec<u8>>>,
     omap_cleared: bool,
@@ -536,7 +578,7 @@ fn chunk_start(chunk: u32) -> u64 {
 }
 
 impl<'a, 'o> View<'a, 'o> {
-    fn new(ctx: &'a PlanContext<'a>, before: Option<ObjectInfo>) -> Self {
+    fn new(ctx: &'a PlanContext<'a>, before: Option<ObjectInfo>, staged: &'a Staged) -> Self {
         Self {
             ctx,
             before,
@@ -544,6 +586,8 @@ impl<'a, 'o> View<'a, 'o> {
             size: before.map_or(0, |info| info.size),
             stored_dropped_from: None,
             chunks: BTreeMap::new(),
+            staged,
+            op: 0,
             xattrs_cleared: false,
             xattrs: BTreeMap::new(),
             omap_cleared: false,
@@ -586,9 +630,14 @@ impl<'a, 'o> View<'a, 'o> {
             } else {
                 self.ctx.load_chunk(chunk)?
             };
-            self.chunks.insert(chunk, Cow::Owned(content));
+            self.chunks
+                .insert(chunk, Content::Bytes(Cow::Owned(content)));
         }
-        Ok(self.chunks.entry(chunk).or_default().to_mut())
+        Ok(self
+            .chunks
+            .get_mut(&chunk)
+            .expect("inserted above")
+            .to_mut())
     }
 
     /// Forgets stored and pending chunks from `first` on.
@@ -617,7 +666,15 @@ impl<'a, 'o> View<'a, 'o> {
             let (piece, tail) = rest.split_at(piece_len);
             if piece_len == CHUNK_SIZE {
                 // The whole chunk is replaced: no need to read the old one.
-                self.chunks.insert(chunk, Cow::Borrowed(piece));
+                let content = if self.staged.chunk(self.op, chunk, data).is_some() {
+                    Content::Staged {
+                        op: self.op,
+                        data: piece,
+                    }
+                } else {
+                    Content::Bytes(Cow::Borrowed(piece))
+                };
+                self.chunks.insert(chunk, content);
             } else {
                 let content = self.chunk_mut(chunk)?;
                 if content.len() < in_chunk + piece_len {
@@ -661,7 +718,8 @@ impl<'a, 'o> View<'a, 'o> {
             let in_chunk = (position - chunk_start(chunk)) as usize;
             let piece_end = (end - chunk_start(chunk)).min(CHUNK_SIZE as u64) as usize;
             if in_chunk == 0 && piece_end == CHUNK_SIZE {
-                self.chunks.insert(chunk, Cow::Owned(Vec::new()));
+                self.chunks
+                    .insert(chunk, Content::Bytes(Cow::Owned(Vec::new())));
             } else {
                 let content = self.chunk_mut(chunk)?;
                 if content.len() > in_chunk {
@@ -778,33 +836,61 @@ impl<'a, 'o> View<'a, 'o> {
         }
     }
 
-    /// The batch that makes the stored object look like the view.
-    fn into_plan(self, version: Eversion, mtime: SystemTime) -> Plan {
+    /// The batch that makes the stored object look like the view, and the staged chunks
+    /// it references.
+    fn into_plan(self, version: Eversion, mtime: SystemTime) -> Result<(Plan, Vec<(usize, u32)>)> {
         let ctx = self.ctx;
         let keyspace = ctx.keyspace;
         let mut batch = WriteBatch::new();
         // An object absent when the transaction started has no stored chunks: skipping the
         // range delete spares the engine a range scan on every new object's write_full.
         let stored = self.before.is_some();
+        let mut freed = Vec::new();
         if let Some(first) = self.stored_dropped_from.filter(|_| stored) {
-            batch.delete_range(
-                keyspace,
-                object_section(DATA_TAG, ctx.oid, &first.to_be_bytes()),
-            );
+            let from = first.to_be_bytes();
+            if ctx.blocks.is_some() {
+                let records = object_section(BLOCK_TAG, ctx.oid, &from);
+                for item in ctx.engine.scan(keyspace, records.clone())? {
+                    let (key, value) = item?;
+                    freed.push(ctx.block_record(&key, &value)?);
+                }
+                batch.delete_range(keyspace, records);
+            }
+            batch.delete_range(keyspace, object_section(DATA_TAG, ctx.oid, &from));
         }
+        let mut used = Vec::new();
         for (chunk, content) in &self.chunks {
             let key = keys::data_key(ctx.oid, *chunk);
-            if content.is_empty() {
-                batch.delete(keyspace, key);
-            } else {
-                batch.put(
-                    keyspace,
-                    key,
-                    chunk::encode(content, ctx.config.compression),
-                );
+            let record = keys::block_key(ctx.oid, *chunk);
+            let below_dropped = self.stored_dropped_from.is_none_or(|first| *chunk < first);
+            if stored && below_dropped && ctx.blocks.is_some() {
+                if let Some(value) = ctx.engine.get(keyspace, &record)? {
+                    freed.push(ctx.block_record(&record, &value)?);
+                    batch.delete(keyspace, record.clone());
+                }
+            }
+            match content {
+                Content::Bytes(bytes) if bytes.is_empty() => {
+                    batch.delete(keyspace, key);
+                }
+                Content::Bytes(bytes) => {
+                    batch.put(keyspace, key, chunk::encode(bytes, ctx.config.compression));
+                }
+                Content::Staged { op, .. } => {
+                    let staged = self
+                        .staged
+                        .matched(*op, *chunk)
+                        .expect("a staged chunk stays staged");
+                    batch.put(keyspace, key, staged.value.clone());
+                    if let Some(extent) = staged.extent {
+                        batch.put(keyspace, record, keys::encode_extent(extent).to_vec());
+                    }
+                    used.push((*op, *chunk));
+                }
             }
         }
-        if self.xattrs_cleared {
+        // Likewise an object absent before has no stored xattrs or omap to clear.
+        if self.xattrs_cleared && stored {
             batch.delete_range(keyspace, object_section(XATTR_TAG, ctx.oid, b""));
         }
         for (name, value) in self.xattrs {
@@ -814,7 +900,7 @@ impl<'a, 'o> View<'a, 'o> {
                 None => batch.delete(keyspace, key),
             };
         }
-        if self.omap_cleared {
+        if self.omap_cleared && stored {
             batch.delete_range(keyspace, object_section(OMAP_TAG, ctx.oid, b""));
         }
         for (omap_key, value) in self.omap {
@@ -834,7 +920,14 @@ impl<'a, 'o> View<'a, 'o> {
             Some(info) => batch.put(keyspace, meta_key, info.encode()),
             None => batch.delete(keyspace, meta_key),
         };
-        Plan { batch, after }
+        Ok((
+            Plan {
+                batch,
+                after,
+                freed,
+            },
+            used,
+        ))
     }
 }
 
@@ -846,10 +939,14 @@ pub(crate) fn plan(
     ops: &[WriteOp],
     version: Eversion,
     mtime: SystemTime,
+    staged: &mut Staged,
 ) -> Result<Plan> {
-    let mut view = View::new(ctx, before);
-    for op in ops {
+    let mut view = View::new(ctx, before, staged);
+    for (index, op) in ops.iter().enumerate() {
+        view.op = index;
         view.apply(op)?;
     }
-    Ok(view.into_plan(version, mtime))
+    let (plan, used) = view.into_plan(version, mtime)?;
+    staged.mark_used(&used);
+    Ok(plan)
 }

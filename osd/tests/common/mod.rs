@@ -44,7 +44,21 @@ impl Drop for TempDir {
 }
 
 /// A formatted store on the memory backend with `PG` created; also returns the engine.
+/// Large chunks go to a block file, as in the OSD; the file is unlinked at once (the store
+/// keeps it open), so nothing is left behind.
 pub fn memory_store_with(config: StoreConfig) -> (ObjectStore, Arc<dyn Engine>) {
+    let engine = kv::open(Backend::Memory, Path::new("unused"), &Options::default()).unwrap();
+    let dir = TempDir::new("blocks");
+    let blocks = dir.path().join("blocks");
+    let store = ObjectStore::mkfs_with_blocks(engine.clone(), UUID, config, Some(&blocks)).unwrap();
+    drop(dir);
+    store.create_pg(PG).unwrap();
+    (store, engine)
+}
+
+/// [`memory_store_with`] without a block file: every chunk stays in the engine, for tests
+/// that look at the engine's stored chunks.
+pub fn memory_store_in_engine_only(config: StoreConfig) -> (ObjectStore, Arc<dyn Engine>) {
     let engine = kv::open(Backend::Memory, Path::new("unused"), &Options::default()).unwrap();
     let store = ObjectStore::mkfs(engine.clone(), UUID, config).unwrap();
     store.create_pg(PG).unwrap();
@@ -64,9 +78,13 @@ pub fn fjall_store(dir: &Path, config: StoreConfig) -> (ObjectStore, Arc<dyn Eng
         ..Options::default()
     };
     let engine = kv::open(Backend::Fjall, dir, &options).unwrap();
-    let store = match ObjectStore::open(engine.clone(), config.clone()) {
+    // Large chunks go to a block file, as in the OSD.
+    let blocks = dir.join("blocks");
+    let store = match ObjectStore::open_with_blocks(engine.clone(), config.clone(), Some(&blocks)) {
         Ok(store) => store,
-        Err(StoreError::NotFormatted) => ObjectStore::mkfs(engine.clone(), UUID, config).unwrap(),
+        Err(StoreError::NotFormatted) => {
+            ObjectStore::mkfs_with_blocks(engine.clone(), UUID, config, Some(&blocks)).unwrap()
+        }
         Err(other) => panic!("open failed: {other}"),
     };
     (store, engine)

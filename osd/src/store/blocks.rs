@@ -1,0 +1,421 @@
+//! The block file: where large chunks live, written once with direct I/O (BlueStore's
+//! model), while small writes, metadata and the references to these blocks stay in the kv
+//! engine.
+//!
+//! Without it every byte of a large write went through buffered I/O twice (the engine's
+//! journal, then its blob files at flush): twice the disk traffic, and the page-cache copies
+//! on top. Here a large write's chunks are copied once into an aligned buffer and written
+//! with `O_DIRECT` into fresh space (never over live data), the file is flushed (one
+//! `fdatasync` shared by concurrent writers), and only then does the small engine batch
+//! that references them get written: a crash before that batch leaves unreferenced space,
+//! which is free again after the restart.
+//!
+//! # Allocation
+//! The allocator's state is rebuilt at open from the extent records (one per stored block
+//! range, in the PG keyspaces, written in the same batch as the reference): whatever is not
+//! recorded is free. Space freed by a batch (an overwrite, a removal) is handed out again
+//! only once that batch is durable, so a crash can never bring back a reference to reused
+//! space, and only once no read that could have seen the old reference is still running
+//! (readers hold [`BlockFile::read_guard`]). The file grows in large steps and is never
+//! shrunk.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::fs::{File, OpenOptions};
+use std::io;
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, PoisonError, RwLock, RwLockReadGuard};
+
+/// The unit of allocation and of direct I/O.
+pub(crate) const BLOCK: u64 = 4096;
+
+/// How much the file grows when no free range is large enough.
+const GROW_STEP: u64 = 256 << 20;
+
+/// A range of the block file, `BLOCK`-aligned.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) struct Extent {
+    pub offset: u64,
+    pub len: u64,
+}
+
+impl Extent {
+    fn end(self) -> u64 {
+        self.offset + self.len
+    }
+}
+
+/// Bytes rounded up to whole blocks.
+pub(crate) fn blocks_for(len: usize) -> u64 {
+    (len as u64).div_ceil(BLOCK) * BLOCK
+}
+
+/// A buffer whose start is `BLOCK`-aligned, as direct I/O needs, filled by appending (no
+/// byte is written twice: zeroing 4 MiB first cost as much as copying the data in).
+pub(crate) struct AlignedBuf {
+    storage: Vec<u8>,
+    start: usize,
+}
+
+impl AlignedBuf {
+    /// An empty buffer with room for `len` bytes.
+    pub fn with_capacity(len: usize) -> Self {
+        let mut storage: Vec<u8> = Vec::with_capacity(len + BLOCK as usize);
+        let start = storage.as_ptr().align_offset(BLOCK as usize);
+        storage.resize(start, 0);
+        Self { storage, start }
+    }
+
+    /// Appends `bytes`, then zeros up to the next block boundary.
+    pub fn push_padded(&mut self, bytes: &[u8]) {
+        debug_assert!(
+            self.storage.capacity() - self.storage.len() >= blocks_for(bytes.len()) as usize
+        );
+        self.storage.extend_from_slice(bytes);
+        let len = blocks_for(self.storage.len() - self.start) as usize;
+        self.storage.resize(self.start + len, 0);
+    }
+
+    pub fn as_slice(&self) -> &[u8] {
+        &self.storage[self.start..]
+    }
+}
+
+/// What is free, and what waits to become free.
+#[derive(Debug, Default)]
+struct Space {
+    /// Free ranges, offset -> length, coalesced (no two touch).
+    free: BTreeMap<u64, u64>,
+    /// The file's length.
+    end: u64,
+    /// Where the next search starts, so consecutive writes land side by side.
+    cursor: u64,
+    /// Ranges freed by batches not yet known durable, with the ticket of their batch.
+    pending: VecDeque<(u64, Extent)>,
+    /// Bytes referenced (allocated and not freed).
+    used: u64,
+}
+
+impl Space {
+    fn insert_free(&mut self, extent: Extent) {
+        let mut offset = extent.offset;
+        let mut end = extent.end();
+        if let Some((&before, &len)) = self.free.range(..offset).next_back() {
+            if before + len == offset {
+                offset = before;
+                self.free.remove(&before);
+            }
+        }
+        if let Some(&len) = self.free.get(&end) {
+            self.free.remove(&end);
+            end += len;
+        }
+        self.free.insert(offset, end - offset);
+    }
+
+    /// The first free range of at least `len` bytes at or after `from`.
+    fn find(&self, from: u64, len: u64) -> Option<u64> {
+        self.free
+            .range(from..)
+            .find(|(_, &free)| free >= len)
+            .map(|(&offset, _)| offset)
+    }
+
+    fn take(&mut self, offset: u64, len: u64) -> Extent {
+        let free = self.free.remove(&offset).expect("a free range");
+        if free > len {
+            self.free.insert(offset + len, free - len);
+        }
+        self.cursor = offset + len;
+        self.used += len;
+        Extent { offset, len }
+    }
+}
+
+/// The block file of one object store. See the module documentation.
+#[derive(Debug)]
+pub(crate) struct BlockFile {
+    path: PathBuf,
+    /// Opened with `O_DIRECT`: every write goes here.
+    direct: File,
+    /// Buffered: reads go through the page cache (the kernel drops cached pages of a range
+    /// that a direct write replaces).
+    buffered: File,
+    space: Mutex<Space>,
+    /// Writes completed so far (a counter), and the count the last flush covered.
+    written: AtomicU64,
+    flushed: Mutex<u64>,
+    /// Tickets for freed ranges: a range freed with ticket `t` may be reused once a sync
+    /// that started after `t` was handed out has finished.
+    tickets: AtomicU64,
+    readers: RwLock<()>,
+}
+
+impl BlockFile {
+    /// Opens (or creates) the block file at `path`; `used` are the ranges the store's
+    /// records reference. Fails if a record reaches past the file's end or two overlap.
+    pub fn open(path: &Path, mut used: Vec<Extent>) -> io::Result<Self> {
+        let open = |flags| {
+            OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create(true)
+                .truncate(false)
+                .custom_flags(flags)
+                .open(path)
+        };
+        let direct = match open(libc::O_DIRECT) {
+            // File systems without direct I/O (tmpfs) refuse the flag: write through the
+            // page cache there; the flush before any reference keeps it durable.
+            Err(error) if error.raw_os_error() == Some(libc::EINVAL) => {
+                tracing::warn!(path = %path.display(), "no direct I/O on this file system; the block file is written through the page cache");
+                open(0)?
+            }
+            opened => opened?,
+        };
+        let buffered = OpenOptions::new().read(true).open(path)?;
+        let end = direct.metadata()?.len() / BLOCK * BLOCK;
+        used.sort();
+        let mut space = Space {
+            end,
+            ..Space::default()
+        };
+        let mut position = 0;
+        for extent in used {
+            if extent.offset < position || extent.end() > end || extent.len == 0 {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!(
+                        "block file {}: the record of {}+{} overlaps another or lies past \
+                         the file's end ({end} bytes)",
+                        path.display(),
+                        extent.offset,
+                        extent.len
+                    ),
+                ));
+            }
+            if extent.offset > position {
+                space.insert_free(Extent {
+                    offset: position,
+                    len: extent.offset - position,
+                });
+            }
+            space.used += extent.len;
+            position = extent.end();
+        }
+        if end > position {
+            space.insert_free(Extent {
+                offset: position,
+                len: end - position,
+            });
+        }
+        Ok(Self {
+            path: path.to_owned(),
+            direct,
+            buffered,
+            space: Mutex::new(space),
+            written: AtomicU64::new(0),
+            flushed: Mutex::new(0),
+            tickets: AtomicU64::new(0),
+            readers: RwLock::new(()),
+        })
+    }
+
+    fn space(&self) -> std::sync::MutexGuard<'_, Space> {
+        self.space.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// A free range of `len` bytes (a multiple of `BLOCK`), growing the file if needed.
+    pub fn allocate(&self, len: u64) -> io::Result<Extent> {
+        debug_assert!(len > 0 && len.is_multiple_of(BLOCK));
+        let mut space = self.space();
+        let cursor = space.cursor;
+        if let Some(offset) = space.find(cursor, len).or_else(|| space.find(0, len)) {
+            return Ok(space.take(offset, len));
+        }
+        let new_end = space.end + GROW_STEP.max(len);
+        // The new length reaches the disk with the flush that precedes any reference.
+        self.direct.set_len(new_end)?;
+        let grown = Extent {
+            offset: space.end,
+            len: new_end - space.end,
+        };
+        space.end = new_end;
+        space.insert_free(grown);
+        let offset = space.find(0, len).expect("the file just grew by enough");
+        Ok(space.take(offset, len))
+    }
+
+    /// Returns ranges that no durable batch references (a write that was not applied).
+    pub fn release(&self, extents: &[Extent]) {
+        let mut space = self.space();
+        for &extent in extents {
+            space.used -= extent.len;
+            space.insert_free(extent);
+        }
+    }
+
+    /// Ranges whose references the engine batch just written removes: free once it is
+    /// durable. Called after the batch was written.
+    pub fn free_after_sync(&self, extents: Vec<Extent>) {
+        if extents.is_empty() {
+            return;
+        }
+        let ticket = self.tickets.fetch_add(1, Ordering::SeqCst) + 1;
+        let mut space = self.space();
+        space
+            .pending
+            .extend(extents.into_iter().map(|extent| (ticket, extent)));
+    }
+
+    /// The ticket to hand to [`BlockFile::synced`] once a sync that starts now is done.
+    pub fn sync_ticket(&self) -> u64 {
+        self.tickets.load(Ordering::SeqCst)
+    }
+
+    /// A sync that started when [`BlockFile::sync_ticket`] gave `ticket` is done: the
+    /// ranges freed up to it can be reused, unless a read that may still use them is
+    /// running (then a later sync frees them).
+    pub fn synced(&self, ticket: u64) {
+        let Ok(_no_readers) = self.readers.try_write() else {
+            return;
+        };
+        let mut space = self.space();
+        while let Some(&(freed_by, extent)) = space.pending.front() {
+            if freed_by > ticket {
+                break;
+            }
+            space.pending.pop_front();
+            space.used -= extent.len;
+            space.insert_free(extent);
+        }
+    }
+
+    /// Held by every reader of referenced ranges while it resolves and reads them.
+    pub fn read_guard(&self) -> RwLockReadGuard<'_, ()> {
+        self.readers.read().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Writes `data` (aligned, a whole number of blocks) at `offset`.
+    pub fn write(&self, offset: u64, data: &[u8]) -> io::Result<()> {
+        debug_assert!(offset.is_multiple_of(BLOCK) && (data.len() as u64).is_multiple_of(BLOCK));
+        self.direct.write_all_at(data, offset)?;
+        self.written.fetch_add(1, Ordering::SeqCst);
+        Ok(())
+    }
+
+    /// Makes every write completed before the call durable; concurrent callers share one
+    /// `fdatasync`.
+    pub fn flush(&self) -> io::Result<()> {
+        let target = self.written.load(Ordering::SeqCst);
+        let mut flushed = self.flushed.lock().unwrap_or_else(PoisonError::into_inner);
+        if *flushed >= target {
+            return Ok(());
+        }
+        let covering = self.written.load(Ordering::SeqCst);
+        self.direct.sync_data()?;
+        *flushed = covering;
+        Ok(())
+    }
+
+    /// Reads `len` bytes at `offset`.
+    pub fn read(&self, offset: u64, len: usize) -> io::Result<Vec<u8>> {
+        let mut data = vec![0u8; len];
+        self.buffered.read_exact_at(&mut data, offset)?;
+        Ok(data)
+    }
+
+    /// Referenced bytes and the file's length.
+    pub fn usage(&self) -> (u64, u64) {
+        let space = self.space();
+        (space.used, space.end)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn extent(offset: u64, len: u64) -> Extent {
+        Extent { offset, len }
+    }
+
+    #[test]
+    fn allocations_never_overlap_recorded_or_earlier_ones_and_freed_space_is_reused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("blocks");
+        std::fs::File::create(&path)
+            .unwrap()
+            .set_len(16 * BLOCK)
+            .unwrap();
+        let recorded = vec![extent(0, 2 * BLOCK), extent(4 * BLOCK, BLOCK)];
+        let file = BlockFile::open(&path, recorded.clone()).unwrap();
+        let first = file.allocate(2 * BLOCK).unwrap();
+        assert_eq!(first, extent(2 * BLOCK, 2 * BLOCK));
+        let second = file.allocate(4 * BLOCK).unwrap();
+        assert_eq!(second, extent(5 * BLOCK, 4 * BLOCK));
+        // Larger than anything free: the file grows.
+        let big = file.allocate(8 * BLOCK).unwrap();
+        assert!(big.offset >= 9 * BLOCK, "{big:?}");
+        assert!(file.usage().1 >= big.end());
+
+        // Freed by a batch: not reusable before a sync that started after the free, nor
+        // while a reader may still hold the old reference.
+        let used = file.usage().0;
+        let before = file.sync_ticket();
+        file.free_after_sync(vec![first]);
+        file.synced(before);
+        assert_eq!(file.usage().0, used);
+        let ticket = file.sync_ticket();
+        {
+            let _reading = file.read_guard();
+            file.synced(ticket);
+        }
+        assert_eq!(file.usage().0, used);
+        file.synced(ticket);
+        assert_eq!(file.usage().0, used - first.len);
+        // The freed range is whole again: a later search from the start finds it.
+        let mut space = file.space();
+        assert_eq!(space.find(0, 2 * BLOCK), Some(first.offset));
+        assert_eq!(space.take(first.offset, 2 * BLOCK), first);
+    }
+
+    #[test]
+    fn records_that_overlap_or_pass_the_end_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("blocks");
+        std::fs::File::create(&path)
+            .unwrap()
+            .set_len(4 * BLOCK)
+            .unwrap();
+        assert!(BlockFile::open(&path, vec![extent(0, 2 * BLOCK), extent(BLOCK, BLOCK)]).is_err());
+        assert!(BlockFile::open(&path, vec![extent(3 * BLOCK, 2 * BLOCK)]).is_err());
+        BlockFile::open(&path, vec![extent(3 * BLOCK, BLOCK)]).unwrap();
+    }
+
+    #[test]
+    fn direct_writes_read_back_after_a_flush() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = BlockFile::open(&dir.path().join("blocks"), Vec::new()).unwrap();
+        let extent = file.allocate(3 * BLOCK).unwrap();
+        let data: Vec<u8> = (0..3 * BLOCK).map(|index| (index % 251) as u8).collect();
+        let mut buf = AlignedBuf::with_capacity(3 * BLOCK as usize);
+        buf.push_padded(&data[..2 * BLOCK as usize + 10]);
+        assert_eq!(buf.as_slice().len(), 3 * BLOCK as usize);
+        assert_eq!(buf.as_slice().as_ptr() as u64 % BLOCK, 0);
+        assert!(buf.as_slice()[2 * BLOCK as usize + 10..]
+            .iter()
+            .all(|&byte| byte == 0));
+        file.write(extent.offset, buf.as_slice()).unwrap();
+        file.flush().unwrap();
+        assert_eq!(
+            file.read(extent.offset + 100, 5000).unwrap(),
+            &buf.as_slice()[100..5100]
+        );
+    }
+}
