@@ -211,9 +211,7 @@ async fn ten_thousand_objects_round_trip_and_sit_exactly_where_crush_says() {
 
     // Whole 64 KiB chunks of incompressible data live in the OSDs' block files, written
     // once per copy: at least that much of the block files is written.
-    let whole_chunks: u64 = (0..OBJECTS)
-        .map(|i| (size_of(i) as u64 >> 16) << 16)
-        .sum();
+    let whole_chunks: u64 = (0..OBJECTS).map(|i| (size_of(i) as u64 >> 16) << 16).sum();
     let in_blocks = block_file_usage(cluster.dir());
     assert!(
         in_blocks >= 3 * whole_chunks,

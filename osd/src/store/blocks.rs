@@ -33,6 +33,11 @@ pub(crate) const BLOCK: u64 = 4096;
 /// How much the file grows when no free range is large enough.
 const GROW_STEP: u64 = 256 << 20;
 
+/// Freed bytes waiting for reads to end beyond which a sync waits for the running reads
+/// (bounded: one read each) instead of leaving the release to a later sync: under reads
+/// that never pause, space would otherwise never come back.
+const PENDING_WAIT_BYTES: u64 = 256 << 20;
+
 /// A range of the block file, `BLOCK`-aligned.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub(crate) struct Extent {
@@ -93,6 +98,7 @@ struct Space {
     cursor: u64,
     /// Ranges freed by batches not yet known durable, with the ticket of their batch.
     pending: VecDeque<(u64, Extent)>,
+    pending_bytes: u64,
     /// Bytes referenced (allocated and not freed).
     used: u64,
 }
@@ -264,6 +270,7 @@ impl BlockFile {
         }
         let ticket = self.tickets.fetch_add(1, Ordering::SeqCst) + 1;
         let mut space = self.space();
+        space.pending_bytes += extents.iter().map(|extent| extent.len).sum::<u64>();
         space
             .pending
             .extend(extents.into_iter().map(|extent| (ticket, extent)));
@@ -278,8 +285,17 @@ impl BlockFile {
     /// ranges freed up to it can be reused, unless a read that may still use them is
     /// running (then a later sync frees them).
     pub fn synced(&self, ticket: u64) {
-        let Ok(_no_readers) = self.readers.try_write() else {
+        let pending = self.space().pending_bytes;
+        if pending == 0 {
             return;
+        }
+        let _no_readers = if pending >= PENDING_WAIT_BYTES {
+            self.readers.write().unwrap_or_else(PoisonError::into_inner)
+        } else {
+            match self.readers.try_write() {
+                Ok(guard) => guard,
+                Err(_) => return,
+            }
         };
         let mut space = self.space();
         while let Some(&(freed_by, extent)) = space.pending.front() {
@@ -287,6 +303,7 @@ impl BlockFile {
                 break;
             }
             space.pending.pop_front();
+            space.pending_bytes -= extent.len;
             space.used -= extent.len;
             space.insert_free(extent);
         }
@@ -383,6 +400,27 @@ mod tests {
         let mut space = file.space();
         assert_eq!(space.find(0, 2 * BLOCK), Some(first.offset));
         assert_eq!(space.take(first.offset, 2 * BLOCK), first);
+    }
+
+    #[test]
+    fn a_large_backlog_of_freed_space_waits_for_running_reads_rather_than_staying_pending() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = BlockFile::open(&dir.path().join("blocks"), Vec::new()).unwrap();
+        let big = file.allocate(PENDING_WAIT_BYTES).unwrap();
+        file.free_after_sync(vec![big]);
+        let ticket = file.sync_ticket();
+        let reading = std::sync::Barrier::new(2);
+        std::thread::scope(|scope| {
+            scope.spawn(|| {
+                let _guard = file.read_guard();
+                reading.wait();
+                // Still reading when the sync ends (the release has to wait for it).
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            });
+            reading.wait();
+            file.synced(ticket);
+        });
+        assert_eq!(file.usage().0, 0);
     }
 
     #[test]

@@ -6,7 +6,13 @@
 //! One keyspace per PG plus a superblock keyspace; see [`keys`] for every key. Object data
 //! is stored in [`CHUNK_SIZE`] (64 KiB) chunks, lz4-compressed where that pays (see
 //! [`chunk`]), each with an xxh3-64 checksum verified on every read (a mismatch is
-//! [`StoreError::Corruption`], naming the object and chunk).
+//! [`StoreError::Corruption`], naming the object and chunk). When the store has a block
+//! file ([`ObjectStore::open_with_blocks`], as the OSD opens it), chunks written whole whose
+//! stored form is at least [`StoreConfig::block_min_bytes`] are written there instead, once,
+//! with direct I/O, before the transaction is applied ([`ObjectStore::stage`]); the engine
+//! keeps a checksummed reference and a block record (see `blocks`). Large incompressible
+//! writes then cost one disk write per byte instead of two (the engine's journal, then its
+//! blob files), and no page-cache copies.
 //! Removing a PG deletes its keyspace's keys in bounded batches, object by object, reading
 //! only metadata; the first step deletes the PG's info key, so a removal cut short by a
 //! crash is finished by the next [`ObjectStore::open`].
