@@ -22,6 +22,7 @@
 use std::collections::{BTreeMap, VecDeque};
 use std::fs::{File, OpenOptions};
 use std::io;
+use std::os::fd::AsRawFd;
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -343,6 +344,29 @@ impl BlockFile {
         Ok(data)
     }
 
+    /// Reads `len` bytes at `offset` (block-aligned) from the disk itself, past the page
+    /// cache, and drops the range's cached pages: for a checksum mismatch, which may be a
+    /// stale cached page rather than damage on disk (buffered reads and direct writes of
+    /// one file are coherent only as long as no readahead races a direct write).
+    pub fn read_uncached(&self, offset: u64, len: usize) -> io::Result<Vec<u8>> {
+        let whole = blocks_for(len) as usize;
+        let mut buffer = AlignedBuf::with_capacity(whole);
+        buffer.storage.resize(buffer.start + whole, 0);
+        let start = buffer.start;
+        self.direct
+            .read_exact_at(&mut buffer.storage[start..start + whole], offset)?;
+        // SAFETY: plain system call on a descriptor `self.buffered` keeps open.
+        unsafe {
+            libc::posix_fadvise(
+                self.buffered.as_raw_fd(),
+                offset as libc::off_t,
+                whole as libc::off_t,
+                libc::POSIX_FADV_DONTNEED,
+            )
+        };
+        Ok(buffer.storage[start..start + len].to_vec())
+    }
+
     /// Referenced bytes and the file's length.
     pub fn usage(&self) -> (u64, u64) {
         let space = self.space();
@@ -454,6 +478,10 @@ mod tests {
         assert_eq!(
             file.read(extent.offset + 100, 5000).unwrap(),
             &buf.as_slice()[100..5100]
+        );
+        assert_eq!(
+            file.read_uncached(extent.offset + BLOCK, 5000).unwrap(),
+            &buf.as_slice()[BLOCK as usize..BLOCK as usize + 5000]
         );
     }
 }

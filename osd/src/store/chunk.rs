@@ -149,22 +149,33 @@ pub(crate) fn load<'v>(
     let Some(blocks) = blocks else {
         return Err("the chunk is held in a block file, and this store has none".to_owned());
     };
-    let payload = blocks
+    let unreadable = |error: std::io::Error| {
+        format!(
+            "block file {} unreadable at {}+{}: {error}",
+            blocks.path().display(),
+            reference.offset,
+            reference.len
+        )
+    };
+    let mut payload = blocks
         .read(reference.offset, reference.len)
-        .map_err(|error| {
-            format!(
-                "block file {} unreadable at {}+{}: {error}",
-                blocks.path().display(),
-                reference.offset,
-                reference.len
-            )
-        })?;
-    let actual = xxhash_rust::xxh3::xxh3_64(&payload);
-    if actual != reference.checksum {
-        return Err(format!(
-            "xxh3-64 mismatch in the block file at {}: stored {:016x}, computed {actual:016x}",
-            reference.offset, reference.checksum
-        ));
+        .map_err(unreadable)?;
+    if xxhash_rust::xxh3::xxh3_64(&payload) != reference.checksum {
+        // Maybe a stale cached page: only the disk's copy decides.
+        payload = blocks
+            .read_uncached(reference.offset, reference.len)
+            .map_err(unreadable)?;
+        let actual = xxhash_rust::xxh3::xxh3_64(&payload);
+        if actual != reference.checksum {
+            return Err(format!(
+                "xxh3-64 mismatch in the block file at {}: stored {:016x}, computed {actual:016x}",
+                reference.offset, reference.checksum
+            ));
+        }
+        tracing::warn!(
+            offset = reference.offset,
+            "a cached page of the block file was stale; the disk's copy is intact"
+        );
     }
     match reference.kind {
         RAW if payload.len() <= CHUNK_SIZE => Ok(Cow::Owned(payload)),
