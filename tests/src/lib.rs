@@ -386,16 +386,32 @@ pub async fn leader_epoch(client: &MonClient) -> u64 {
 /// Disk space used by the files under `path` (allocated blocks: preallocated, sparse
 /// journal files count only for what they hold).
 pub fn disk_usage(path: &Path) -> u64 {
-    use std::os::unix::fs::MetadataExt;
-    walk(path, &|metadata| metadata.blocks() * 512)
+    walk(path, &|_, metadata| allocated(metadata))
+}
+
+/// Disk space used by the files called `name` anywhere under `path`.
+pub fn disk_usage_of_files_named(path: &Path, name: &str) -> u64 {
+    walk(path, &|file_name, metadata| {
+        if file_name == name {
+            allocated(metadata)
+        } else {
+            0
+        }
+    })
 }
 
 /// The apparent size (file lengths) of the files under `path`.
 pub fn apparent_size(path: &Path) -> u64 {
-    walk(path, &|metadata| metadata.len())
+    walk(path, &|_, metadata| metadata.len())
 }
 
-fn walk(path: &Path, size: &dyn Fn(&std::fs::Metadata) -> u64) -> u64 {
+fn allocated(metadata: &std::fs::Metadata) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    metadata.blocks() * 512
+}
+
+/// Sums `size` (of a file's name and metadata) over the files under `path`.
+fn walk(path: &Path, size: &dyn Fn(&std::ffi::OsStr, &std::fs::Metadata) -> u64) -> u64 {
     let Ok(entries) = std::fs::read_dir(path) else {
         return 0;
     };
@@ -403,7 +419,7 @@ fn walk(path: &Path, size: &dyn Fn(&std::fs::Metadata) -> u64) -> u64 {
         .flatten()
         .map(|entry| match entry.metadata() {
             Ok(metadata) if metadata.is_dir() => walk(&entry.path(), size),
-            Ok(metadata) => size(&metadata),
+            Ok(metadata) => size(&entry.file_name(), &metadata),
             Err(_) => 0,
         })
         .sum()

@@ -14,7 +14,8 @@ use std::time::{Duration, Instant};
 
 use librados::{IoCtx, Version, WriteOp};
 use shoal_tests::{
-    assert_placed_consistently, connect, create_pool, pattern, start_with_osds, stored_copies,
+    assert_placed_consistently, connect, create_pool, disk_usage_of_files_named, pattern,
+    start_with_osds, stored_copies,
 };
 
 const OBJECTS: usize = 10_000;
@@ -212,7 +213,7 @@ async fn ten_thousand_objects_round_trip_and_sit_exactly_where_crush_says() {
     // Whole 64 KiB chunks of incompressible data live in the OSDs' block files, written
     // once per copy: at least that much of the block files is written.
     let whole_chunks: u64 = (0..OBJECTS).map(|i| (size_of(i) as u64 >> 16) << 16).sum();
-    let in_blocks = block_file_usage(cluster.dir());
+    let in_blocks = disk_usage_of_files_named(cluster.dir(), "blocks");
     assert!(
         in_blocks >= 3 * whole_chunks,
         "block files hold {in_blocks} bytes, less than 3 x {whole_chunks} bytes of whole chunks"
@@ -271,20 +272,4 @@ async fn ten_thousand_objects_round_trip_and_sit_exactly_where_crush_says() {
         );
     }
     cluster.cluster.shutdown().await.expect("a clean shutdown");
-}
-
-/// Disk space written in the OSDs' block files (`*/blocks` under the cluster directory).
-fn block_file_usage(dir: &std::path::Path) -> u64 {
-    use std::os::unix::fs::MetadataExt;
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return 0;
-    };
-    entries
-        .flatten()
-        .map(|entry| match entry.metadata() {
-            Ok(metadata) if metadata.is_dir() => block_file_usage(&entry.path()),
-            Ok(metadata) if entry.file_name() == "blocks" => metadata.blocks() * 512,
-            _ => 0,
-        })
-        .sum()
 }

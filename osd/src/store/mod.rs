@@ -448,9 +448,10 @@ impl ObjectStore {
     /// caller must call [`ObjectStore::sync`] before it acknowledges the write. The OSD uses
     /// this to order writes under its own PG lock and sync outside it (group commit).
     pub fn apply(&self, txn: Transaction) -> Result<Eversion> {
+        // Checked before staging, so a transaction that will be refused writes no blocks.
         txn.validate(&self.config)?;
         let staged = self.stage(txn.ops())?;
-        self.apply_staged(txn, staged)
+        self.apply_valid(txn, staged)
     }
 
     /// Writes the chunks that `ops` write whole and that are large enough to the block file,
@@ -464,8 +465,13 @@ impl ObjectStore {
     }
 
     /// [`ObjectStore::apply`] with chunks [`ObjectStore::stage`]d from the same sub-ops.
-    pub fn apply_staged(&self, txn: Transaction, mut staged: Staged) -> Result<Eversion> {
+    pub fn apply_staged(&self, txn: Transaction, staged: Staged) -> Result<Eversion> {
         txn.validate(&self.config)?;
+        self.apply_valid(txn, staged)
+    }
+
+    /// [`ObjectStore::apply_staged`] for a transaction that passed its static checks.
+    fn apply_valid(&self, txn: Transaction, mut staged: Staged) -> Result<Eversion> {
         let handle = self.handle(txn.pg())?;
         let oid = keys::object_key(txn.object());
         let version = {

@@ -54,24 +54,15 @@ impl Staged {
             .flatten()
     }
 
-    /// The staged chunk for sub-op `op`'s chunk `chunk`, once [`Staged::chunk`] matched it.
-    pub(crate) fn matched(&self, op: usize, chunk: u32) -> Option<&StagedChunk> {
-        self.inner.as_ref()?.chunks.get(&(op, chunk))
+    /// Takes the engine value (and block range) of a chunk [`Staged::chunk`] matched, for a
+    /// batch about to reference it: the space is no longer this value's to give back.
+    pub(crate) fn take(&mut self, op: usize, chunk: u32) -> Option<(Vec<u8>, Option<Extent>)> {
+        let staged = self.inner.as_mut()?.chunks.get_mut(&(op, chunk))?;
+        staged.used = true;
+        Some((std::mem::take(&mut staged.value), staged.extent))
     }
 
-    /// Marks chunks as referenced by an applied batch: they are no longer this value's to
-    /// give back.
-    pub(crate) fn mark_used(&mut self, used: &[(usize, u32)]) {
-        if let Some(inner) = &mut self.inner {
-            for key in used {
-                if let Some(chunk) = inner.chunks.get_mut(key) {
-                    chunk.used = true;
-                }
-            }
-        }
-    }
-
-    /// Bytes staged (for tests and statistics).
+    /// How many chunks are staged (for tests and statistics).
     pub fn staged_chunks(&self) -> usize {
         self.inner.as_ref().map_or(0, |inner| inner.chunks.len())
     }

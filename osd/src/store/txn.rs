@@ -559,7 +559,7 @@ struct View<'a, 'o> {
     /// New chunk contents. A chunk written whole borrows the op's data, so the bytes are
     /// copied once, into the batch (or not at all, when it was staged).
     chunks: BTreeMap<u32, Content<'o>>,
-    staged: &'a Staged,
+    staged: &'a mut Staged,
     /// The index of the sub-op being applied.
     op: usize,
     xattrs_cleared: bool,
@@ -578,7 +578,7 @@ fn chunk_start(chunk: u32) -> u64 {
 }
 
 impl<'a, 'o> View<'a, 'o> {
-    fn new(ctx: &'a PlanContext<'a>, before: Option<ObjectInfo>, staged: &'a Staged) -> Self {
+    fn new(ctx: &'a PlanContext<'a>, before: Option<ObjectInfo>, staged: &'a mut Staged) -> Self {
         Self {
             ctx,
             before,
@@ -838,7 +838,7 @@ impl<'a, 'o> View<'a, 'o> {
 
     /// The batch that makes the stored object look like the view, and the staged chunks
     /// it references.
-    fn into_plan(self, version: Eversion, mtime: SystemTime) -> Result<(Plan, Vec<(usize, u32)>)> {
+    fn into_plan(self, version: Eversion, mtime: SystemTime) -> Result<Plan> {
         let ctx = self.ctx;
         let keyspace = ctx.keyspace;
         let mut batch = WriteBatch::new();
@@ -858,17 +858,26 @@ impl<'a, 'o> View<'a, 'o> {
             }
             batch.delete_range(keyspace, object_section(DATA_TAG, ctx.oid, &from));
         }
-        let mut used = Vec::new();
-        for (chunk, content) in &self.chunks {
-            let key = keys::data_key(ctx.oid, *chunk);
-            let record = keys::block_key(ctx.oid, *chunk);
-            let below_dropped = self.stored_dropped_from.is_none_or(|first| *chunk < first);
-            if stored && below_dropped && ctx.blocks.is_some() {
+        // The blocks of stored chunks being replaced (the range above covered the dropped
+        // ones). Looked up before any staged chunk is taken, so a failure here leaves every
+        // staged block to be given back.
+        if stored && ctx.blocks.is_some() {
+            for chunk in self.chunks.keys() {
+                if self
+                    .stored_dropped_from
+                    .is_some_and(|first| *chunk >= first)
+                {
+                    continue;
+                }
+                let record = keys::block_key(ctx.oid, *chunk);
                 if let Some(value) = ctx.engine.get(keyspace, &record)? {
                     freed.push(ctx.block_record(&record, &value)?);
-                    batch.delete(keyspace, record.clone());
+                    batch.delete(keyspace, record);
                 }
             }
+        }
+        for (chunk, content) in &self.chunks {
+            let key = keys::data_key(ctx.oid, *chunk);
             match content {
                 Content::Bytes(bytes) if bytes.is_empty() => {
                     batch.delete(keyspace, key);
@@ -877,15 +886,15 @@ impl<'a, 'o> View<'a, 'o> {
                     batch.put(keyspace, key, chunk::encode(bytes, ctx.config.compression));
                 }
                 Content::Staged { op, .. } => {
-                    let staged = self
+                    let (value, extent) = self
                         .staged
-                        .matched(*op, *chunk)
+                        .take(*op, *chunk)
                         .expect("a staged chunk stays staged");
-                    batch.put(keyspace, key, staged.value.clone());
-                    if let Some(extent) = staged.extent {
+                    batch.put(keyspace, key, value);
+                    if let Some(extent) = extent {
+                        let record = keys::block_key(ctx.oid, *chunk);
                         batch.put(keyspace, record, keys::encode_extent(extent).to_vec());
                     }
-                    used.push((*op, *chunk));
                 }
             }
         }
@@ -920,14 +929,11 @@ impl<'a, 'o> View<'a, 'o> {
             Some(info) => batch.put(keyspace, meta_key, info.encode()),
             None => batch.delete(keyspace, meta_key),
         };
-        Ok((
-            Plan {
-                batch,
-                after,
-                freed,
-            },
-            used,
-        ))
+        Ok(Plan {
+            batch,
+            after,
+            freed,
+        })
     }
 }
 
@@ -946,7 +952,5 @@ pub(crate) fn plan(
         view.op = index;
         view.apply(op)?;
     }
-    let (plan, used) = view.into_plan(version, mtime)?;
-    staged.mark_used(&used);
-    Ok(plan)
+    view.into_plan(version, mtime)
 }
