@@ -94,10 +94,14 @@ pub struct Options {
     /// callers that compress their values themselves: fjall would compress each large value
     /// twice. Default on.
     pub fjall_compression: bool,
-    /// fjall only: make batches durable through Shoal's own write-ahead log (an 8 MiB ring
+    /// fjall only: make batches durable through Shoal's own write-ahead log (a ring
     /// overwritten in place with direct synchronous writes, see `fjall_wal`) instead of an
     /// fdatasync of fjall's journal each time. Default on.
     pub fjall_wal: bool,
+    /// fjall only: the size of a new write-ahead log's ring (an existing log keeps its
+    /// size). fjall's journal is fdatasynced once per half of it logged; each of those
+    /// syncs writes back that much of the journal at once. Default 8 MiB (at least 1 MiB).
+    pub fjall_wal_bytes: u64,
 }
 
 impl Default for Options {
@@ -109,6 +113,7 @@ impl Default for Options {
             fjall_write_buffer_bytes: 64 << 20,
             fjall_compression: true,
             fjall_wal: true,
+            fjall_wal_bytes: 8 << 20,
         }
     }
 }

@@ -14,7 +14,7 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{PoisonError, RwLock};
+use std::sync::{Arc, PoisonError, RwLock};
 
 use fjall::{
     AbstractTree, CompressionType, Database, Keyspace, KeyspaceCreateOptions, KvSeparationOptions,
@@ -22,6 +22,7 @@ use fjall::{
 
 use crate::batch::Mutation;
 use crate::engine::{Scan, Store, Visitor};
+use crate::fjall_checkpoint::Checkpointer;
 use crate::fjall_idle::{IdleRelease, StartError, MARKER_KEYSPACE};
 use crate::fjall_journal::JournalSync;
 use crate::fjall_wal::{Wal, LEGACY_APPLIED_KEY, LEGACY_APPLIED_KEYSPACE};
@@ -37,11 +38,15 @@ pub(crate) struct FjallStore {
     blob_compression: CompressionType,
     memtable_bytes: u64,
     write_buffer_bytes: u64,
+    /// The ring size of a new write-ahead log.
+    wal_bytes: u64,
     /// Bytes applied since the memtables were last measured against the budget.
     unchecked_bytes: AtomicU64,
-    journal: JournalSync,
+    journal: Arc<JournalSync>,
     /// Our own write-ahead log, when batches are made durable through it (see `fjall_wal`).
-    wal: Option<Wal>,
+    wal: Option<Arc<Wal>>,
+    /// Runs the log's early checkpoints (with the log).
+    checkpointer: Option<Checkpointer>,
     /// The number the next batch gets in the log (batches are applied one at a time).
     next_record: AtomicU64,
     /// Collects flushed memtables once writes stop. It holds a clone of `db`; dropping it
@@ -94,9 +99,11 @@ impl FjallStore {
             blob_compression: compression_of(options),
             memtable_bytes: options.fjall_memtable_bytes,
             write_buffer_bytes: options.fjall_write_buffer_bytes,
+            wal_bytes: options.fjall_wal_bytes,
             unchecked_bytes: AtomicU64::new(0),
-            journal: JournalSync::new(path),
+            journal: Arc::new(JournalSync::new(path)),
             wal: None,
+            checkpointer: None,
             next_record: AtomicU64::new(1),
             idle_release,
         };
@@ -107,6 +114,7 @@ impl FjallStore {
             // Opened without the log after a run with it: what the log holds is replayed
             // and made durable in fjall before the log goes.
             store.start_wal()?;
+            store.checkpointer = None;
             store.wal = None;
             std::fs::remove_file(&log)
                 .map_err(|source| Error::io("remove the write-ahead log", &log, source))?;
@@ -124,7 +132,7 @@ impl FjallStore {
     /// therefore keeps the number of the last logged batch it holds, and a logged batch's
     /// writes to a keyspace are replayed only when that keyspace lacks them.
     fn start_wal(&mut self) -> Result<()> {
-        let (wal, records) = Wal::open(&self.path)
+        let (wal, records) = Wal::open(&self.path, self.wal_bytes)
             .map_err(|source| Error::io("open the write-ahead log in", &self.path, source))?;
         // Stores written before each keyspace kept its own number have one for all.
         let legacy = self.legacy_applied_record()?;
@@ -171,6 +179,12 @@ impl FjallStore {
             }
         }
         self.next_record.store(last + 1, Ordering::Release);
+        let wal = Arc::new(wal);
+        let checkpointer =
+            Checkpointer::start(Arc::clone(&wal), Arc::clone(&self.journal), &self.path).map_err(
+                |source| Error::io("start the checkpoint thread for", &self.path, source),
+            )?;
+        self.checkpointer = Some(checkpointer);
         self.wal = Some(wal);
         Ok(())
     }
@@ -370,9 +384,17 @@ impl Store for FjallStore {
 
     fn sync_to_disk(&self) -> Result<()> {
         match &self.wal {
-            Some(wal) => wal
-                .sync(|| self.journal.sync())
-                .map_err(|source| Error::io("sync the write-ahead log of", &self.path, source)),
+            Some(wal) => {
+                wal.sync(|| self.journal.sync()).map_err(|source| {
+                    Error::io("sync the write-ahead log of", &self.path, source)
+                })?;
+                if let (Some(mark), Some(checkpointer)) =
+                    (wal.early_checkpoint(), &self.checkpointer)
+                {
+                    checkpointer.request(mark);
+                }
+                Ok(())
+            }
             None => self
                 .journal
                 .sync()

@@ -17,10 +17,14 @@
 //! to tables on their own, without a journal sync first), and its stored number says where
 //! its prefix ends, so opening replays to each keyspace exactly the logged writes it lost.
 //!
-//! When the ring has no room, or a batch is too large to be worth logging, the sync
-//! instead fdatasyncs fjall's journal (which covers every batch applied so far) and then
-//! moves the ring's tail to its head (a checkpoint, written to one of two header blocks
-//! in turn), which frees the whole ring.
+//! Once half the ring is used, [`Wal::early_checkpoint`] marks the head, and a background
+//! thread (see `fjall_store`) fdatasyncs fjall's journal, which then covers every batch
+//! logged before the mark, and moves the ring's tail to the mark ([`Wal::finish_checkpoint`],
+//! a header written to one of two header blocks in turn). Syncs go on writing frames into
+//! the other half meanwhile: no write waits for the journal's fdatasync, which with several
+//! MiB of journal to write back took milliseconds and was most of the 1 % slowest small
+//! writes. Only when the ring has no room all the same, or a batch is too large to be worth
+//! logging, does a sync fdatasync the journal itself and move the tail to the head.
 //!
 //! Layout: two 4 KiB header blocks, then frames, each starting on a 4 KiB boundary. A
 //! frame: magic, payload length, frame number, xxh3 of (number, length, payload), then the
@@ -46,9 +50,8 @@ pub(crate) const LEGACY_APPLIED_KEYSPACE: &str = "#wal";
 /// The key of that number (u64 big-endian).
 pub(crate) const LEGACY_APPLIED_KEY: &[u8] = b"applied";
 
-/// The ring file's size: a checkpoint (one fdatasync of fjall's journal) per this many
-/// bytes logged.
-pub(crate) const RING_BYTES: u64 = 8 << 20;
+/// The smallest ring a new log gets (a configured size is rounded up to it).
+const MIN_RING_BYTES: u64 = 1 << 20;
 const BLOCK: usize = 4096;
 const DATA_START: u64 = 2 * BLOCK as u64;
 const FRAME_MAGIC: u32 = 0x5357_414c;
@@ -73,20 +76,36 @@ struct Pending {
     journal_sync: bool,
 }
 
-/// Where the ring stands; touched by syncs only (which the engine serializes).
+/// Where the ring stands; touched by syncs (which the engine serializes) and checkpoints.
 struct Ring {
     head: u64,
     /// Bytes between the tail and the head, skipped space at a wrap included.
     used: u64,
     next_frame: u64,
     generation: u64,
+    /// An early checkpoint is under way (its mark was handed out and not finished).
+    marked: bool,
     buffer: AlignedBuf,
+}
+
+/// The head of the ring when an early checkpoint began: once fjall's journal is synced,
+/// every frame before it is durable in fjall.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Mark {
+    head: u64,
+    next_frame: u64,
+    /// Bytes from the tail to `head`: what the checkpoint frees.
+    used: u64,
+    /// The header generation the mark was taken in; a checkpoint since then supersedes it.
+    generation: u64,
 }
 
 /// The log of one fjall database.
 pub(crate) struct Wal {
     file: File,
     path: PathBuf,
+    /// The ring file's size: half of it between early checkpoints.
+    ring_bytes: u64,
     pending: Mutex<Pending>,
     ring: Mutex<Ring>,
 }
@@ -106,21 +125,26 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Wal {
-    /// Opens the log in `folder`, making a new one if there is none; returns it with the
-    /// records it holds after its last checkpoint, in order.
-    pub fn open(folder: &Path) -> io::Result<(Wal, Vec<Record>)> {
+    /// Opens the log in `folder`, making a new one of `new_ring_bytes` (rounded up to
+    /// whole blocks, at least 1 MiB) if there is none; an existing log keeps its size.
+    /// Returns it with the records it holds after its last checkpoint, in order.
+    pub fn open(folder: &Path, new_ring_bytes: u64) -> io::Result<(Wal, Vec<Record>)> {
         let path = folder.join(WAL_FILE);
         if !path.exists() {
-            create(folder, &path)?;
+            let ring_bytes = new_ring_bytes
+                .max(MIN_RING_BYTES)
+                .next_multiple_of(BLOCK as u64);
+            create(folder, &path, ring_bytes)?;
         }
         let image = std::fs::read(&path)?;
-        if image.len() as u64 != RING_BYTES {
+        let ring_bytes = image.len() as u64;
+        if ring_bytes < MIN_RING_BYTES || !ring_bytes.is_multiple_of(BLOCK as u64) {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidData,
                 format!(
-                    "{} is {} bytes, not {RING_BYTES}",
+                    "{} is {ring_bytes} bytes, not a whole number of {BLOCK}-byte blocks \
+                     of at least {MIN_RING_BYTES}",
                     path.display(),
-                    image.len()
                 ),
             ));
         }
@@ -141,7 +165,7 @@ impl Wal {
                     format!("{}: frame {next_frame}: {reason}", path.display()),
                 )
             })?;
-            let skipped = if start == at { 0 } else { RING_BYTES - at };
+            let skipped = if start == at { 0 } else { ring_bytes - at };
             used += skipped + len;
             at = start + len;
             next_frame += 1;
@@ -150,12 +174,14 @@ impl Wal {
         let wal = Wal {
             file,
             path,
+            ring_bytes,
             pending: Mutex::new(Pending::default()),
             ring: Mutex::new(Ring {
                 head: at,
                 used,
                 next_frame,
                 generation: header.generation,
+                marked: false,
                 buffer: AlignedBuf::default(),
             }),
         };
@@ -199,13 +225,17 @@ impl Wal {
         }
         let payload: usize = pending.records.iter().map(Vec::len).sum();
         let frame_len = (FRAME_HEADER + payload).div_ceil(BLOCK) * BLOCK;
-        let capacity = RING_BYTES - DATA_START;
+        let capacity = self.ring_bytes - DATA_START;
         if pending.journal_sync || frame_len as u64 > capacity {
             journal_sync()?;
             return self.checkpoint(&mut ring);
         }
-        let wraps = ring.head + frame_len as u64 > RING_BYTES;
-        let skipped = if wraps { RING_BYTES - ring.head } else { 0 };
+        let wraps = ring.head + frame_len as u64 > self.ring_bytes;
+        let skipped = if wraps {
+            self.ring_bytes - ring.head
+        } else {
+            0
+        };
         if ring.used + skipped + frame_len as u64 > capacity {
             journal_sync()?;
             return self.checkpoint(&mut ring);
@@ -231,26 +261,64 @@ impl Wal {
     }
 
     /// Frees the whole ring: everything logged is durable elsewhere (fjall's journal was
-    /// just synced), so the tail moves to the head. The header blocks alternate, so a torn
-    /// header write leaves the previous one.
+    /// just synced), so the tail moves to the head.
     fn checkpoint(&self, ring: &mut Ring) -> io::Result<()> {
         if ring.used == 0 {
             // Nothing was logged since the tail was last written: it already is the head.
             return Ok(());
         }
+        let (head, next_frame, used) = (ring.head, ring.next_frame, ring.used);
+        self.move_tail(ring, head, next_frame, used)
+    }
+
+    /// Writes a header whose tail is `tail` (the frame numbered `next_frame` starts there),
+    /// freeing `freed` bytes. The header blocks alternate, so a torn header write leaves
+    /// the previous one.
+    fn move_tail(&self, ring: &mut Ring, tail: u64, next_frame: u64, freed: u64) -> io::Result<()> {
         let generation = ring.generation + 1;
         let slot = generation % 2;
         let header = Header {
             generation,
-            tail: ring.head,
-            next_frame: ring.next_frame,
+            tail,
+            next_frame,
         };
         let buffer = ring.buffer.zeroed(BLOCK);
         header.encode(buffer);
         self.file.write_all_at(buffer, slot * BLOCK as u64)?;
         ring.generation = generation;
-        ring.used = 0;
+        ring.used -= freed;
         Ok(())
+    }
+
+    /// Once half the ring is used and no early checkpoint is under way: the mark of one,
+    /// to be finished with [`Wal::finish_checkpoint`] after fjall's journal was synced
+    /// (the sync must start after this call: then it covers every frame before the mark,
+    /// whose batches were all handed to the journal before they were logged).
+    pub fn early_checkpoint(&self) -> Option<Mark> {
+        let mut ring = lock(&self.ring);
+        if ring.marked || ring.used < (self.ring_bytes - DATA_START) / 2 {
+            return None;
+        }
+        ring.marked = true;
+        Some(Mark {
+            head: ring.head,
+            next_frame: ring.next_frame,
+            used: ring.used,
+            generation: ring.generation,
+        })
+    }
+
+    /// Ends the early checkpoint of `mark`: when fjall's journal was synced (`synced` is
+    /// `Ok`), moves the tail to the mark, unless a checkpoint since the mark already moved
+    /// it further. Either way a later sync may start another.
+    pub fn finish_checkpoint(&self, mark: Mark, synced: io::Result<()>) -> io::Result<()> {
+        let mut ring = lock(&self.ring);
+        ring.marked = false;
+        synced?;
+        if ring.generation != mark.generation {
+            return Ok(());
+        }
+        self.move_tail(&mut ring, mark.head, mark.next_frame, mark.used)
     }
 
     /// [`Wal::sync`] through fjall's journal whatever is pending: after a replay, so that
@@ -263,13 +331,13 @@ impl Wal {
 
 /// Makes a zero-filled ring with a first header, under a temporary name renamed into
 /// place, so a crash while making it leaves no half-made log.
-fn create(folder: &Path, path: &Path) -> io::Result<()> {
+fn create(folder: &Path, path: &Path, ring_bytes: u64) -> io::Result<()> {
     let temporary = folder.join(format!("{WAL_FILE}.new"));
     let file = File::create(&temporary)?;
     let zeros = vec![0u8; 1 << 20];
     let mut written = 0;
-    while written < RING_BYTES {
-        let len = zeros.len().min((RING_BYTES - written) as usize);
+    while written < ring_bytes {
+        let len = zeros.len().min((ring_bytes - written) as usize);
         file.write_all_at(&zeros[..len], written)?;
         written += len as u64;
     }
@@ -320,7 +388,8 @@ impl Header {
         block[32..40].copy_from_slice(&checksum.to_le_bytes());
     }
 
-    fn decode(block: &[u8]) -> Option<Header> {
+    /// The header in `block` of a ring of `ring_bytes`, if it is valid.
+    fn decode(block: &[u8], ring_bytes: u64) -> Option<Header> {
         let word = |at: usize| u64::from_le_bytes(block[at..at + 8].try_into().expect("8 bytes"));
         if u32::from_le_bytes(block[0..4].try_into().expect("4 bytes")) != HEADER_MAGIC
             || word(32) != xxh3_64(&block[..32])
@@ -333,7 +402,7 @@ impl Header {
             next_frame: word(24),
         };
         let aligned = header.tail.is_multiple_of(BLOCK as u64);
-        (aligned && (DATA_START..RING_BYTES).contains(&header.tail)).then_some(header)
+        (aligned && (DATA_START..ring_bytes).contains(&header.tail)).then_some(header)
     }
 }
 
@@ -341,7 +410,7 @@ impl Header {
 fn read_header(image: &[u8]) -> Option<Header> {
     [&image[..BLOCK], &image[BLOCK..2 * BLOCK]]
         .into_iter()
-        .filter_map(Header::decode)
+        .filter_map(|block| Header::decode(block, image.len() as u64))
         .max_by_key(|header| header.generation)
 }
 
@@ -480,6 +549,8 @@ fn bytemuck_blocks(blocks: &mut [Block]) -> &mut [u8] {
 mod tests {
     use super::*;
 
+    const TEST_RING_BYTES: u64 = 8 << 20;
+
     fn put(key: &str, value: &[u8]) -> Mutation {
         Mutation {
             keyspace: "ks".into(),
@@ -516,7 +587,7 @@ mod tests {
     #[test]
     fn synced_records_come_back_in_order_until_a_checkpoint_frees_them() {
         let dir = tempfile::tempdir().unwrap();
-        let (wal, records) = Wal::open(dir.path()).unwrap();
+        let (wal, records) = Wal::open(dir.path(), TEST_RING_BYTES).unwrap();
         assert!(records.is_empty());
         log(&wal, 1, &[put("a", b"1"), put("b", b"2")]);
         log(
@@ -534,7 +605,7 @@ mod tests {
         // Logged but never synced: not on disk.
         log(&wal, 4, &[put("d", b"4")]);
         drop(wal);
-        let (wal, records) = Wal::open(dir.path()).unwrap();
+        let (wal, records) = Wal::open(dir.path(), TEST_RING_BYTES).unwrap();
         assert_eq!(numbers(&records), [1, 2, 3]);
         assert_eq!(records[0].mutations, [put("a", b"1"), put("b", b"2")]);
         assert_eq!(records[1].mutations[0].value, None);
@@ -543,27 +614,163 @@ mod tests {
         log(&wal, 5, &[put("e", b"5")]);
         wal.sync(no_journal).unwrap();
         drop(wal);
-        let (_, records) = Wal::open(dir.path()).unwrap();
+        let (_, records) = Wal::open(dir.path(), TEST_RING_BYTES).unwrap();
         assert_eq!(numbers(&records), [5], "the checkpoint freed 1..=3");
+    }
+
+    /// Logs and syncs one small record per number, until `stop` says so.
+    fn log_until(
+        wal: &Wal,
+        numbers: &mut std::ops::RangeFrom<u64>,
+        mut stop: impl FnMut() -> bool,
+    ) -> Vec<u64> {
+        let mut logged = Vec::new();
+        while !stop() {
+            let number = numbers.next().unwrap();
+            log(
+                wal,
+                number,
+                &[put(&number.to_string(), &[number as u8; 3000])],
+            );
+            wal.sync(no_journal).unwrap();
+            logged.push(number);
+        }
+        logged
+    }
+
+    /// Logs until half the ring is used: the records logged and the early checkpoint's mark.
+    fn log_until_marked(wal: &Wal, next: &mut std::ops::RangeFrom<u64>) -> (Vec<u64>, Mark) {
+        let mut mark = None;
+        let logged = log_until(wal, next, || {
+            mark = wal.early_checkpoint();
+            mark.is_some()
+        });
+        (logged, mark.unwrap())
+    }
+
+    /// Logs `count` records.
+    fn log_count(wal: &Wal, next: &mut std::ops::RangeFrom<u64>, count: usize) -> Vec<u64> {
+        let mut left = count;
+        log_until(wal, next, || {
+            let done = left == 0;
+            left = left.saturating_sub(1);
+            done
+        })
+    }
+
+    #[test]
+    fn an_early_checkpoint_frees_the_ring_up_to_its_mark_while_frames_go_on() {
+        let dir = tempfile::tempdir().unwrap();
+        let (wal, _) = Wal::open(dir.path(), MIN_RING_BYTES).unwrap();
+        let mut next = 1..;
+        let (before, mark) = log_until_marked(&wal, &mut next);
+        // Half of a 1 MiB ring, in frames of one 4 KiB block each.
+        assert!(before.len() >= 100, "a mark after {} frames", before.len());
+        assert_eq!(
+            wal.early_checkpoint(),
+            None,
+            "one early checkpoint at a time"
+        );
+        // Frames go on while the journal would be syncing, into the ring's second half; once
+        // the checkpoint ends they wrap into the first (a full ring would call the journal
+        // sync, which `no_journal` refuses).
+        let during = log_count(&wal, &mut next, 100);
+        wal.finish_checkpoint(mark, Ok(())).unwrap();
+        let after = log_count(&wal, &mut next, 60);
+        drop(wal);
+        let (wal, records) = Wal::open(dir.path(), MIN_RING_BYTES).unwrap();
+        let expected: Vec<u64> = during.iter().chain(&after).copied().collect();
+        assert_eq!(numbers(&records), expected, "replay starts at the mark");
+        assert_eq!(
+            records[0].mutations,
+            [put(&expected[0].to_string(), &[expected[0] as u8; 3000])]
+        );
+        assert!(
+            wal.early_checkpoint().is_some(),
+            "more than half is in use again"
+        );
+    }
+
+    #[test]
+    fn an_early_checkpoint_overtaken_by_a_full_one_moves_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let (wal, _) = Wal::open(dir.path(), MIN_RING_BYTES).unwrap();
+        let mut next = 1..;
+        let (_, mark) = log_until_marked(&wal, &mut next);
+        assert_eq!(journal_syncs_of(|sync| wal.checkpoint_now(sync)), 1);
+        let after = log_count(&wal, &mut next, 3);
+        // The mark lies before the full checkpoint's tail: moving the tail back to it would
+        // replay freed frames (or frames overwritten since).
+        wal.finish_checkpoint(mark, Ok(())).unwrap();
+        drop(wal);
+        let (_, records) = Wal::open(dir.path(), MIN_RING_BYTES).unwrap();
+        assert_eq!(numbers(&records), after);
+    }
+
+    #[test]
+    fn a_failed_journal_sync_keeps_every_frame_and_lets_a_later_checkpoint_start() {
+        let dir = tempfile::tempdir().unwrap();
+        let (wal, _) = Wal::open(dir.path(), MIN_RING_BYTES).unwrap();
+        let mut next = 1..;
+        let (logged, mark) = log_until_marked(&wal, &mut next);
+        let failure = wal.finish_checkpoint(mark, Err(io::Error::other("disk gone")));
+        assert_eq!(failure.unwrap_err().to_string(), "disk gone");
+        assert!(
+            wal.early_checkpoint().is_some(),
+            "the next sync may try again"
+        );
+        drop(wal);
+        let (_, records) = Wal::open(dir.path(), MIN_RING_BYTES).unwrap();
+        assert_eq!(numbers(&records), logged);
+    }
+
+    #[test]
+    fn a_log_keeps_the_size_it_was_made_with_and_refuses_a_foreign_size() {
+        let dir = tempfile::tempdir().unwrap();
+        let (wal, _) = Wal::open(dir.path(), 3 << 20).unwrap();
+        log(&wal, 1, &[put("a", b"1")]);
+        wal.sync(no_journal).unwrap();
+        drop(wal);
+        let path = dir.path().join(WAL_FILE);
+        assert_eq!(std::fs::metadata(&path).unwrap().len(), 3 << 20);
+        let (_, records) = Wal::open(dir.path(), 64 << 20).unwrap();
+        assert_eq!(numbers(&records), [1]);
+        assert_eq!(std::fs::metadata(&path).unwrap().len(), 3 << 20);
+        // Sizes below the minimum are rounded up for new logs, refused for existing ones.
+        let small = tempfile::tempdir().unwrap();
+        drop(Wal::open(small.path(), 4096).unwrap());
+        let small_path = small.path().join(WAL_FILE);
+        assert_eq!(
+            std::fs::metadata(&small_path).unwrap().len(),
+            MIN_RING_BYTES
+        );
+        OpenOptions::new()
+            .write(true)
+            .open(&small_path)
+            .unwrap()
+            .set_len(MIN_RING_BYTES + 100)
+            .unwrap();
+        let error = Wal::open(small.path(), MIN_RING_BYTES).unwrap_err();
+        assert_eq!(error.kind(), io::ErrorKind::InvalidData);
     }
 
     #[test]
     fn a_large_batch_goes_through_the_journal_and_frees_the_ring() {
         let dir = tempfile::tempdir().unwrap();
-        let (wal, _) = Wal::open(dir.path()).unwrap();
+        let (wal, _) = Wal::open(dir.path(), TEST_RING_BYTES).unwrap();
         log(&wal, 1, &[put("small", b"x")]);
         wal.sync(no_journal).unwrap();
         log(&wal, 2, &[put("big", &vec![1; LARGE_RECORD + 1])]);
         assert_eq!(journal_syncs_of(|sync| wal.sync(sync)), 1);
         drop(wal);
-        let (_, records) = Wal::open(dir.path()).unwrap();
+        let (_, records) = Wal::open(dir.path(), TEST_RING_BYTES).unwrap();
         assert!(records.is_empty(), "got {:?}", numbers(&records));
     }
 
     #[test]
     fn the_ring_wraps_and_checkpoints_when_full_and_replay_follows_it() {
         let dir = tempfile::tempdir().unwrap();
-        let (wal, _) = Wal::open(dir.path()).unwrap();
+        let (wal, _) = Wal::open(dir.path(), TEST_RING_BYTES).unwrap();
         let value = vec![3u8; 200 << 10];
         let mut journal_syncs = 0;
         let mut since_checkpoint = Vec::new();
@@ -585,7 +792,7 @@ mod tests {
         // 200 frames of 204 KiB pass through an 8 MiB ring several times.
         assert!(journal_syncs >= 4, "{journal_syncs} checkpoints");
         drop(wal);
-        let (_, records) = Wal::open(dir.path()).unwrap();
+        let (_, records) = Wal::open(dir.path(), TEST_RING_BYTES).unwrap();
         assert_eq!(numbers(&records), since_checkpoint);
         assert!(records
             .iter()
@@ -595,7 +802,7 @@ mod tests {
     #[test]
     fn replay_stops_at_a_torn_frame() {
         let dir = tempfile::tempdir().unwrap();
-        let (wal, _) = Wal::open(dir.path()).unwrap();
+        let (wal, _) = Wal::open(dir.path(), TEST_RING_BYTES).unwrap();
         for number in 1..=3 {
             log(&wal, number, &[put("k", &[number as u8; 100])]);
             wal.sync(no_journal).unwrap();
@@ -607,7 +814,7 @@ mod tests {
         file.write_all_at(&[0xee], DATA_START + BLOCK as u64 + 40)
             .unwrap();
         drop(file);
-        let (_, records) = Wal::open(dir.path()).unwrap();
+        let (_, records) = Wal::open(dir.path(), TEST_RING_BYTES).unwrap();
         assert_eq!(
             numbers(&records),
             [1],
@@ -618,7 +825,7 @@ mod tests {
     #[test]
     fn a_torn_header_leaves_the_previous_one() {
         let dir = tempfile::tempdir().unwrap();
-        let (wal, _) = Wal::open(dir.path()).unwrap();
+        let (wal, _) = Wal::open(dir.path(), TEST_RING_BYTES).unwrap();
         log(&wal, 1, &[put("a", b"1")]);
         wal.sync(no_journal).unwrap();
         // Generation 1 goes to slot 1 and frees frame 1.
@@ -631,7 +838,7 @@ mod tests {
         file.write_all_at(&[0xee; 8], BLOCK as u64 + 16).unwrap();
         drop(file);
         // Back to generation 0: the tail before frame 1, which replays again.
-        let (_, records) = Wal::open(dir.path()).unwrap();
+        let (_, records) = Wal::open(dir.path(), TEST_RING_BYTES).unwrap();
         assert_eq!(numbers(&records), [1, 2]);
     }
 }

@@ -33,6 +33,7 @@ mod batch;
 pub mod bench;
 mod engine;
 mod error;
+mod fjall_checkpoint;
 mod fjall_idle;
 mod fjall_journal;
 mod fjall_store;

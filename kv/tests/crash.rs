@@ -81,8 +81,17 @@ fn last_batch(engine: &dyn Engine) -> Option<u64> {
 /// thread writes batches back to back without syncing; the main thread syncs whatever has
 /// been written and acknowledges it. Writes never wait for syncs, so the kill often lands
 /// inside a batch, and syncs (sled's log flushes) fall at arbitrary points between batches.
+/// fjall's smallest write-ahead log ring, so that the batches of one round pass through it
+/// several times: its early checkpoints run (and are killed) while the writer goes on.
+fn options() -> Options {
+    Options {
+        fjall_wal_bytes: 1 << 20,
+        ..Options::default()
+    }
+}
+
 fn run_writer(backend: Backend, dir: &Path) {
-    let engine = kv::open(backend, dir, &Options::default()).expect("child: open");
+    let engine = kv::open(backend, dir, &options()).expect("child: open");
     let first = last_batch(&*engine).map_or(0, |last| last + 1);
     // Batches below `written` are complete (the writer stores n + 1 after batch n).
     let written = Arc::new(AtomicU64::new(first));
@@ -117,7 +126,7 @@ fn run_writer(backend: Backend, dir: &Path) {
 
 /// Checks the store against the invariants in the module doc; returns `L`.
 fn verify(backend: Backend, dir: &Path, acknowledged: Option<u64>) -> Result<Option<u64>, String> {
-    let engine = kv::open(backend, dir, &Options::default()).map_err(|e| format!("reopen: {e}"))?;
+    let engine = kv::open(backend, dir, &options()).map_err(|e| format!("reopen: {e}"))?;
     let last = last_batch(&*engine);
     if let Some(acked) = acknowledged {
         match last {

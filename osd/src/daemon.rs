@@ -95,6 +95,7 @@ fn open_store(config: &OsdConfig, data_dir: &Path) -> anyhow::Result<ObjectStore
         cache_bytes: config.cache_bytes,
         fjall_memtable_bytes: config.memtable_bytes,
         fjall_write_buffer_bytes: config.write_buffer_bytes,
+        fjall_wal_bytes: config.wal_bytes,
         // The store compresses its chunks itself (once, not once per copy fjall makes).
         fjall_compression: false,
         ..kv::Options::default()
