@@ -538,8 +538,19 @@ impl Cluster {
                 initial: mon.initial,
             })
             .collect();
-        let text = conf_text(&self.state.spec, &members)?;
-        write_atomically(&self.conf_path(), &text)
+        let path = self.conf_path();
+        let previous = match std::fs::read_to_string(&path) {
+            Ok(text) => Some(text),
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => None,
+            Err(source) => {
+                return Err(DeployError::Io {
+                    what: format!("read {}", path.display()),
+                    source,
+                })
+            }
+        };
+        let text = conf_text(&self.state.spec, &members, previous.as_deref())?;
+        write_atomically(&path, &text)
     }
 
     fn save(&self) -> Result<(), DeployError> {

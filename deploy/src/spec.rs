@@ -9,7 +9,8 @@
 //! OSDs' (see `osd::config`). `[client]` is the clients' (see `monclient::config`): the
 //! monitors' addresses as they were when the file was last written, and the command
 //! timeout; OSDs find the monitors through it too. Daemons read the file only when they
-//! start, so it can be rewritten while they run.
+//! start, so it can be rewritten while they run. A rewrite keeps every key added by hand
+//! (an `[osd] memtable_bytes` set for the next restart, say) and replaces the launcher's own.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -454,7 +455,11 @@ pub struct ConfMember<'a> {
 }
 
 /// The text of `DIR/shoal.conf`.
-pub fn conf_text(spec: &StoredSpec, members: &[ConfMember<'_>]) -> Result<String, DeployError> {
+pub fn conf_text(
+    spec: &StoredSpec,
+    members: &[ConfMember<'_>],
+    previous: Option<&str>,
+) -> Result<String, DeployError> {
     let mut client = toml::Table::new();
     let hosts: Vec<toml::Value> = members
         .iter()
@@ -522,6 +527,17 @@ pub fn conf_text(spec: &StoredSpec, members: &[ConfMember<'_>]) -> Result<String
     root.insert("client".to_owned(), toml::Value::Table(client));
     root.insert("mon".to_owned(), toml::Value::Table(mon));
     root.insert("osd".to_owned(), toml::Value::Table(osd));
+    if let Some(previous) = previous {
+        let kept: toml::Table =
+            toml::from_str(previous).map_err(|error| DeployError::InvalidSpec {
+                field: "shoal.conf",
+                reason: format!(
+                    "cannot be read to keep its settings ({error}); fix it, or remove it to \
+                     have it written afresh"
+                ),
+            })?;
+        keep_settings(&mut root, kept);
+    }
     let body = toml::to_string(&root).map_err(|error| DeployError::InvalidSpec {
         field: "config",
         reason: error.to_string(),
@@ -529,8 +545,26 @@ pub fn conf_text(spec: &StoredSpec, members: &[ConfMember<'_>]) -> Result<String
     Ok(format!(
         "# Written by the Shoal launcher (`shoal cluster up`): the monitors read [mon] and the\n\
          # OSDs [osd] when they start; clients and OSDs find the monitors through [client] and\n\
-         # the members' address files. Rewritten on changes.\n{body}"
+         # the members' address files. Rewritten on changes: the launcher's own keys are\n\
+         # replaced, keys added by hand are kept (comments are not).\n{body}"
     ))
+}
+
+/// Adds to `written` every setting of `previous` it lacks (tables merged key by key), so a
+/// rewrite keeps what an operator added, say `[osd] memtable_bytes`, while the launcher's own
+/// keys (addresses, members, timings) take their new values.
+fn keep_settings(written: &mut toml::Table, previous: toml::Table) {
+    for (key, value) in previous {
+        match (written.get_mut(&key), value) {
+            (None, value) => {
+                written.insert(key, value);
+            }
+            (Some(toml::Value::Table(ours)), toml::Value::Table(theirs)) => {
+                keep_settings(ours, theirs);
+            }
+            (Some(_), _) => {}
+        }
+    }
 }
 
 #[cfg(test)]
@@ -568,6 +602,7 @@ mod tests {
                     initial: false,
                 },
             ],
+            None,
         )
         .unwrap();
         let parsed: toml::Table = toml::from_str(&text).unwrap();
@@ -611,11 +646,50 @@ mod tests {
             assert!(known.contains(&key.as_str()), "unknown [osd] key {key}");
         }
         // Default timings write no timing keys at all.
-        let text = conf_text(&StoredSpec::default(), &[]).unwrap();
+        let text = conf_text(&StoredSpec::default(), &[], None).unwrap();
         let parsed: toml::Table = toml::from_str(&text).unwrap();
         assert!(parsed["osd"].as_table().unwrap().is_empty());
         assert!(parsed["mon"].get("failure").is_none());
         assert!(parsed["mon"].get("pool_defaults").is_none());
+    }
+
+    #[test]
+    fn a_rewrite_keeps_settings_added_by_hand_and_replaces_the_launchers_own() {
+        let spec = StoredSpec {
+            osd_settings: OsdSettings {
+                max_object_size: Some(1 << 20),
+                ..OsdSettings::default()
+            },
+            ..StoredSpec::default()
+        };
+        let addr_file = PathBuf::from("/c/mon.1/mon.addr");
+        let members = [ConfMember {
+            id: 1,
+            addr_file: &addr_file,
+            addr: Some("127.0.0.1:6001"),
+            initial: true,
+        }];
+        let previous = "[client]\nmon_host = [\"127.0.0.1:1\"]\n\
+                        [osd]\nmemtable_bytes = 4194304\nmax_object_size = 7\n\
+                        [mon.raft]\nelection_ticks = 30\n[custom]\nnote = \"mine\"\n";
+        let text = conf_text(&spec, &members, Some(previous)).unwrap();
+        let parsed: toml::Table = toml::from_str(&text).unwrap();
+        assert_eq!(parsed["osd"]["memtable_bytes"].as_integer(), Some(4 << 20));
+        assert_eq!(parsed["osd"]["max_object_size"].as_integer(), Some(1 << 20));
+        assert_eq!(
+            parsed["mon"]["raft"]["election_ticks"].as_integer(),
+            Some(30)
+        );
+        assert_eq!(parsed["custom"]["note"].as_str(), Some("mine"));
+        let hosts = parsed["client"]["mon_host"].as_array().unwrap();
+        assert_eq!(hosts.len(), 1);
+        assert_eq!(hosts[0].as_str(), Some("127.0.0.1:6001"));
+        assert_eq!(parsed["mon"]["members"].as_array().unwrap().len(), 1);
+        // Written again from its own output: nothing changes.
+        assert_eq!(conf_text(&spec, &members, Some(&text)).unwrap(), text);
+        // A file that is not TOML is not silently replaced.
+        let error = conf_text(&spec, &members, Some("[osd\nmemtable_bytes = 1")).unwrap_err();
+        assert!(error.to_string().contains("shoal.conf"), "{error}");
     }
 
     #[test]
