@@ -427,6 +427,44 @@ pub struct StoredSpec {
     pub failure_domain: String,
 }
 
+impl StoredSpec {
+    /// A spec that sets every setting: its config holds every key the launcher may write.
+    /// Struct literals without `..`, so a new setting cannot be left out of it.
+    fn every_setting() -> Self {
+        let some = Some(1);
+        StoredSpec {
+            backend: Some(String::new()),
+            timings: MonTimings {
+                tick_ms: some,
+                election_ticks: some,
+                heartbeat_ticks: some,
+                snapshot_interval: some,
+                log_keep_entries: some,
+                command_timeout_ms: some,
+                map_history: some,
+            },
+            osd_timings: OsdTimings {
+                heartbeat_interval_ms: some,
+                heartbeat_grace_ms: some,
+                beacon_interval_ms: some,
+                pg_stats_interval_ms: some,
+                op_timeout_ms: some,
+                min_down_reporters: some,
+                report_timeout_ms: some,
+                down_out_interval_ms: some,
+                failure_check_interval_ms: some,
+            },
+            osd_settings: OsdSettings {
+                backend: Some(String::new()),
+                max_object_size: some,
+                cache_bytes: some,
+            },
+            client_op_timeout_ms: some,
+            failure_domain: "osd".to_owned(),
+        }
+    }
+}
+
 /// The name the launcher gives monitor `id`, as Ceph names them: 1 → `a`, 2 → `b`, ...,
 /// 26 → `z`, 27 → `aa`.
 pub fn mon_name(id: u64) -> String {
@@ -460,6 +498,33 @@ pub fn conf_text(
     members: &[ConfMember<'_>],
     previous: Option<&str>,
 ) -> Result<String, DeployError> {
+    let mut root = conf_table(spec, members);
+    if let Some(previous) = previous {
+        let previous: toml::Table =
+            toml::from_str(previous).map_err(|error| DeployError::InvalidSpec {
+                field: "shoal.conf",
+                reason: format!(
+                    "cannot be read to keep its settings ({error}); fix it, or remove it to \
+                     have it written afresh"
+                ),
+            })?;
+        let launchers = conf_table(&StoredSpec::every_setting(), members);
+        keep_settings(&mut root, previous, &launchers);
+    }
+    let body = toml::to_string(&root).map_err(|error| DeployError::InvalidSpec {
+        field: "config",
+        reason: error.to_string(),
+    })?;
+    Ok(format!(
+        "# Written by the Shoal launcher (`shoal cluster up`): the monitors read [mon] and the\n\
+         # OSDs [osd] when they start; clients and OSDs find the monitors through [client] and\n\
+         # the members' address files. Rewritten on changes: the launcher's own keys are\n\
+         # replaced, keys added by hand are kept (comments are not).\n{body}"
+    ))
+}
+
+/// The tables the launcher writes for `spec`.
+fn conf_table(spec: &StoredSpec, members: &[ConfMember<'_>]) -> toml::Table {
     let mut client = toml::Table::new();
     let hosts: Vec<toml::Value> = members
         .iter()
@@ -527,40 +592,27 @@ pub fn conf_text(
     root.insert("client".to_owned(), toml::Value::Table(client));
     root.insert("mon".to_owned(), toml::Value::Table(mon));
     root.insert("osd".to_owned(), toml::Value::Table(osd));
-    if let Some(previous) = previous {
-        let kept: toml::Table =
-            toml::from_str(previous).map_err(|error| DeployError::InvalidSpec {
-                field: "shoal.conf",
-                reason: format!(
-                    "cannot be read to keep its settings ({error}); fix it, or remove it to \
-                     have it written afresh"
-                ),
-            })?;
-        keep_settings(&mut root, kept);
-    }
-    let body = toml::to_string(&root).map_err(|error| DeployError::InvalidSpec {
-        field: "config",
-        reason: error.to_string(),
-    })?;
-    Ok(format!(
-        "# Written by the Shoal launcher (`shoal cluster up`): the monitors read [mon] and the\n\
-         # OSDs [osd] when they start; clients and OSDs find the monitors through [client] and\n\
-         # the members' address files. Rewritten on changes: the launcher's own keys are\n\
-         # replaced, keys added by hand are kept (comments are not).\n{body}"
-    ))
+    root
 }
 
-/// Adds to `written` every setting of `previous` it lacks (tables merged key by key), so a
-/// rewrite keeps what an operator added, say `[osd] memtable_bytes`, while the launcher's own
-/// keys (addresses, members, timings) take their new values.
-fn keep_settings(written: &mut toml::Table, previous: toml::Table) {
+/// Adds to `written` the settings of `previous` that are not the launcher's (tables merged
+/// key by key), so a rewrite keeps what an operator added, say `[osd] memtable_bytes`. A key
+/// the launcher may write (`launchers`: every key of a spec with every setting) takes its new
+/// value, or goes when the new spec leaves it out (a cluster restarted without `--fast`
+/// loses the short timings).
+fn keep_settings(written: &mut toml::Table, previous: toml::Table, launchers: &toml::Table) {
     for (key, value) in previous {
-        match (written.get_mut(&key), value) {
+        match (launchers.get(&key), value) {
             (None, value) => {
                 written.insert(key, value);
             }
-            (Some(toml::Value::Table(ours)), toml::Value::Table(theirs)) => {
-                keep_settings(ours, theirs);
+            (Some(toml::Value::Table(launchers)), toml::Value::Table(theirs)) => {
+                if let toml::Value::Table(ours) = written
+                    .entry(key)
+                    .or_insert_with(|| toml::Value::Table(toml::Table::new()))
+                {
+                    keep_settings(ours, theirs, launchers);
+                }
             }
             (Some(_), _) => {}
         }
@@ -671,15 +723,16 @@ mod tests {
         }];
         let previous = "[client]\nmon_host = [\"127.0.0.1:1\"]\n\
                         [osd]\nmemtable_bytes = 4194304\nmax_object_size = 7\n\
-                        [mon.raft]\nelection_ticks = 30\n[custom]\nnote = \"mine\"\n";
+                        [mon.raft]\nmax_message_bytes = 8388608\n[mon.pool_defaults]\nsize = 2\n[custom]\nnote = \"mine\"\n";
         let text = conf_text(&spec, &members, Some(previous)).unwrap();
         let parsed: toml::Table = toml::from_str(&text).unwrap();
         assert_eq!(parsed["osd"]["memtable_bytes"].as_integer(), Some(4 << 20));
         assert_eq!(parsed["osd"]["max_object_size"].as_integer(), Some(1 << 20));
         assert_eq!(
-            parsed["mon"]["raft"]["election_ticks"].as_integer(),
-            Some(30)
+            parsed["mon"]["raft"]["max_message_bytes"].as_integer(),
+            Some(8 << 20)
         );
+        assert_eq!(parsed["mon"]["pool_defaults"]["size"].as_integer(), Some(2));
         assert_eq!(parsed["custom"]["note"].as_str(), Some("mine"));
         let hosts = parsed["client"]["mon_host"].as_array().unwrap();
         assert_eq!(hosts.len(), 1);
@@ -687,6 +740,32 @@ mod tests {
         assert_eq!(parsed["mon"]["members"].as_array().unwrap().len(), 1);
         // Written again from its own output: nothing changes.
         assert_eq!(conf_text(&spec, &members, Some(&text)).unwrap(), text);
+        // A cluster started with short timings, then restarted without them: the launcher's
+        // timing keys go, the hand-added ones stay.
+        let fast = StoredSpec {
+            timings: MonTimings::fast(),
+            osd_timings: OsdTimings::fast(),
+            ..spec.clone()
+        };
+        let fast_text = conf_text(&fast, &members, Some(&text)).unwrap();
+        let parsed: toml::Table = toml::from_str(&fast_text).unwrap();
+        assert_eq!(parsed["osd"]["heartbeat_grace_ms"].as_integer(), Some(2000));
+        assert_eq!(parsed["mon"]["raft"]["tick_ms"].as_integer(), Some(50));
+        let slow_text = conf_text(&spec, &members, Some(&fast_text)).unwrap();
+        let parsed: toml::Table = toml::from_str(&slow_text).unwrap();
+        assert!(
+            parsed["osd"].get("heartbeat_grace_ms").is_none(),
+            "{slow_text}"
+        );
+        assert!(
+            parsed["mon"]["raft"].get("tick_ms").is_none(),
+            "{slow_text}"
+        );
+        assert_eq!(
+            parsed["mon"]["raft"]["max_message_bytes"].as_integer(),
+            Some(8 << 20)
+        );
+        assert_eq!(parsed["osd"]["memtable_bytes"].as_integer(), Some(4 << 20));
         // A file that is not TOML is not silently replaced.
         let error = conf_text(&spec, &members, Some("[osd\nmemtable_bytes = 1")).unwrap_err();
         assert!(error.to_string().contains("shoal.conf"), "{error}");

@@ -388,10 +388,8 @@ impl Store for FjallStore {
                 wal.sync(|| self.journal.sync()).map_err(|source| {
                     Error::io("sync the write-ahead log of", &self.path, source)
                 })?;
-                if let (Some(mark), Some(checkpointer)) =
-                    (wal.early_checkpoint(), &self.checkpointer)
-                {
-                    checkpointer.request(mark);
+                if let Some(checkpointer) = &self.checkpointer {
+                    checkpointer.after_sync();
                 }
                 Ok(())
             }
