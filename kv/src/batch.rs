@@ -24,6 +24,7 @@ enum BatchOp {
         keyspace: String,
         key: Vec<u8>,
         value: Vec<u8>,
+        log_only: bool,
     },
     Delete {
         keyspace: String,
@@ -41,6 +42,8 @@ pub(crate) struct Mutation {
     pub keyspace: String,
     pub key: Vec<u8>,
     pub value: Option<Vec<u8>>,
+    /// A put made with [`WriteBatch::put_log_only`].
+    pub log_only: bool,
 }
 
 impl WriteBatch {
@@ -56,10 +59,39 @@ impl WriteBatch {
         key: impl Into<Vec<u8>>,
         value: impl Into<Vec<u8>>,
     ) -> &mut Self {
+        self.push_put(keyspace, key.into(), value.into(), false)
+    }
+
+    /// Sets `key` to `value` in `keyspace` in the engine's log only: on an engine that
+    /// accepted a log release hook ([`crate::Engine::on_log_release`]) the put is made
+    /// durable with its batch but never stored in the engine's tables, and it is dropped
+    /// with the log once the hook has run; after a crash, a log-only put the log still
+    /// held comes back as an ordinary key (with the rest of its batch). Reads do not see
+    /// it while the engine runs; on other engines it is an ordinary put.
+    ///
+    /// This is how a caller keeps data durable in the log until it has written it
+    /// elsewhere itself (BlueStore's deferred writes): the hook makes that copy durable.
+    pub fn put_log_only(
+        &mut self,
+        keyspace: &str,
+        key: impl Into<Vec<u8>>,
+        value: impl Into<Vec<u8>>,
+    ) -> &mut Self {
+        self.push_put(keyspace, key.into(), value.into(), true)
+    }
+
+    fn push_put(
+        &mut self,
+        keyspace: &str,
+        key: Vec<u8>,
+        value: Vec<u8>,
+        log_only: bool,
+    ) -> &mut Self {
         self.ops.push(BatchOp::Put {
             keyspace: keyspace.to_owned(),
-            key: key.into(),
-            value: value.into(),
+            key,
+            value,
+            log_only,
         });
         self
     }
@@ -102,6 +134,7 @@ impl WriteBatch {
                     keyspace,
                     key,
                     value,
+                    ..
                 } => {
                     validate_keyspace(keyspace)?;
                     validate_key(key)?;
@@ -127,21 +160,27 @@ impl WriteBatch {
         self,
         mut existing_keys: impl FnMut(&str, &KeyRange) -> Result<Vec<Vec<u8>>>,
     ) -> Result<Vec<Mutation>> {
-        let mut pending: BTreeMap<String, BTreeMap<Vec<u8>, Option<Vec<u8>>>> = BTreeMap::new();
+        // Per key: the value to store (None: remove) and whether the put is log-only.
+        type Final = (Option<Vec<u8>>, bool);
+        let mut pending: BTreeMap<String, BTreeMap<Vec<u8>, Final>> = BTreeMap::new();
         for op in self.ops {
             match op {
                 BatchOp::Put {
                     keyspace,
                     key,
                     value,
+                    log_only,
                 } => {
                     pending
                         .entry(keyspace)
                         .or_default()
-                        .insert(key, Some(value));
+                        .insert(key, (Some(value), log_only));
                 }
                 BatchOp::Delete { keyspace, key } => {
-                    pending.entry(keyspace).or_default().insert(key, None);
+                    pending
+                        .entry(keyspace)
+                        .or_default()
+                        .insert(key, (None, false));
                 }
                 BatchOp::DeleteRange { keyspace, range } => {
                     let Some(range) = range.normalized() else {
@@ -150,10 +189,10 @@ impl WriteBatch {
                     let stored = existing_keys(&keyspace, &range)?;
                     let keys = pending.entry(keyspace).or_default();
                     for (_, value) in keys.range_mut(range.into_bounds()) {
-                        *value = None;
+                        *value = (None, false);
                     }
                     for key in stored {
-                        keys.insert(key, None);
+                        keys.insert(key, (None, false));
                     }
                 }
             }
@@ -161,11 +200,13 @@ impl WriteBatch {
         Ok(pending
             .into_iter()
             .flat_map(|(keyspace, keys)| {
-                keys.into_iter().map(move |(key, value)| Mutation {
-                    keyspace: keyspace.clone(),
-                    key,
-                    value,
-                })
+                keys.into_iter()
+                    .map(move |(key, (value, log_only))| Mutation {
+                        keyspace: keyspace.clone(),
+                        key,
+                        value,
+                        log_only,
+                    })
             })
             .collect())
     }
@@ -195,12 +236,14 @@ mod tests {
                 Mutation {
                     keyspace: "a".into(),
                     key: b"j".to_vec(),
-                    value: Some(b"3".to_vec())
+                    value: Some(b"3".to_vec()),
+                    log_only: false,
                 },
                 Mutation {
                     keyspace: "a".into(),
                     key: b"k".to_vec(),
-                    value: None
+                    value: None,
+                    log_only: false,
                 },
             ]
         );

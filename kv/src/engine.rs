@@ -61,11 +61,22 @@ pub trait Engine: Send + Sync + fmt::Debug {
     /// The names of the keyspaces that hold at least one key, sorted.
     fn keyspaces(&self) -> Result<Vec<String>>;
 
+    /// Makes [`WriteBatch::put_log_only`] keep later log-only puts out of the engine's
+    /// tables: the engine then calls `hook` before its log drops any of them, and the hook
+    /// must make whatever the caller keeps in their stead durable (or fail, and the log
+    /// keeps them). Returns `false` when the engine has no log of its own to keep them in
+    /// (sled, memory, fjall without its log): log-only puts stay ordinary puts there. Set
+    /// once, before the first log-only put; a second hook is refused (`false`).
+    fn on_log_release(&self, hook: LogReleaseHook) -> bool;
+
     /// How many backend sync rounds (fdatasyncs) [`Engine::sync`] has run: fewer than the
     /// calls to it when group commit shared them or nothing new was written. The memory
     /// backend counts its free rounds the same way.
     fn syncs_performed(&self) -> u64;
 }
+
+/// What an engine calls before its log drops log-only puts (see [`Engine::on_log_release`]).
+pub type LogReleaseHook = Box<dyn Fn() -> std::io::Result<()> + Send + Sync>;
 
 /// What [`Engine::visit`] calls with each key and value; `false` stops the walk.
 pub type Visitor<'a> = &'a mut dyn FnMut(&[u8], &[u8]) -> bool;
@@ -140,6 +151,10 @@ pub(crate) trait Store: Send + Sync + fmt::Debug + 'static {
     fn sync_to_disk(&self) -> Result<()>;
     /// Names of keyspaces holding at least one key, sorted.
     fn keyspaces(&self) -> Result<Vec<String>>;
+    /// See [`Engine::on_log_release`]; backends without a log of their own refuse.
+    fn on_log_release(&self, _hook: LogReleaseHook) -> bool {
+        false
+    }
 }
 
 /// Turns a [`Store`] into an [`Engine`].
@@ -226,6 +241,10 @@ impl<S: Store> Engine for StoreEngine<S> {
 
     fn keyspaces(&self) -> Result<Vec<String>> {
         self.store.keyspaces()
+    }
+
+    fn on_log_release(&self, hook: LogReleaseHook) -> bool {
+        self.store.on_log_release(hook)
     }
 
     fn syncs_performed(&self) -> u64 {

@@ -21,8 +21,8 @@ use fjall::{
 };
 
 use crate::batch::Mutation;
-use crate::engine::{Scan, Store, Visitor};
-use crate::fjall_checkpoint::Checkpointer;
+use crate::engine::{LogReleaseHook, Scan, Store, Visitor};
+use crate::fjall_checkpoint::{CheckpointSync, Checkpointer};
 use crate::fjall_idle::{IdleRelease, StartError, MARKER_KEYSPACE};
 use crate::fjall_journal::JournalSync;
 use crate::fjall_wal::{Wal, LEGACY_APPLIED_KEY, LEGACY_APPLIED_KEYSPACE};
@@ -43,6 +43,8 @@ pub(crate) struct FjallStore {
     /// Bytes applied since the memtables were last measured against the budget.
     unchecked_bytes: AtomicU64,
     journal: Arc<JournalSync>,
+    /// What a checkpoint of the log makes durable: the journal, and log-only puts' data.
+    checkpoint_sync: Arc<CheckpointSync>,
     /// Our own write-ahead log, when batches are made durable through it (see `fjall_wal`).
     wal: Option<Arc<Wal>>,
     /// Runs the log's early checkpoints (with the log).
@@ -91,6 +93,7 @@ impl FjallStore {
                 source,
             },
         })?;
+        let journal = Arc::new(JournalSync::new(path));
         let mut store = Self {
             path: path.to_owned(),
             db,
@@ -101,7 +104,8 @@ impl FjallStore {
             write_buffer_bytes: options.fjall_write_buffer_bytes,
             wal_bytes: options.fjall_wal_bytes,
             unchecked_bytes: AtomicU64::new(0),
-            journal: Arc::new(JournalSync::new(path)),
+            checkpoint_sync: Arc::new(CheckpointSync::new(Arc::clone(&journal))),
+            journal,
             wal: None,
             checkpointer: None,
             next_record: AtomicU64::new(1),
@@ -180,10 +184,12 @@ impl FjallStore {
         }
         self.next_record.store(last + 1, Ordering::Release);
         let wal = Arc::new(wal);
-        let checkpointer =
-            Checkpointer::start(Arc::clone(&wal), Arc::clone(&self.journal), &self.path).map_err(
-                |source| Error::io("start the checkpoint thread for", &self.path, source),
-            )?;
+        let checkpointer = Checkpointer::start(
+            Arc::clone(&wal),
+            Arc::clone(&self.checkpoint_sync),
+            &self.path,
+        )
+        .map_err(|source| Error::io("start the checkpoint thread for", &self.path, source))?;
         self.checkpointer = Some(checkpointer);
         self.wal = Some(wal);
         Ok(())
@@ -372,6 +378,10 @@ impl Store for FjallStore {
                 // The engine applies one batch at a time, so numbers follow commit order.
                 let number = self.next_record.fetch_add(1, Ordering::AcqRel);
                 let record = Wal::record(number, &mutations);
+                let mut mutations = mutations;
+                if self.checkpoint_sync.keeps_log_only() {
+                    mutations.retain(|mutation| !mutation.log_only);
+                }
                 let written = self.commit(mutations, Some(number))?;
                 wal.logged(record);
                 written
@@ -385,7 +395,7 @@ impl Store for FjallStore {
     fn sync_to_disk(&self) -> Result<()> {
         match &self.wal {
             Some(wal) => {
-                wal.sync(|| self.journal.sync()).map_err(|source| {
+                wal.sync(|| self.checkpoint_sync.sync()).map_err(|source| {
                     Error::io("sync the write-ahead log of", &self.path, source)
                 })?;
                 if let Some(checkpointer) = &self.checkpointer {
@@ -398,6 +408,10 @@ impl Store for FjallStore {
                 .sync()
                 .map_err(|source| Error::io("fdatasync the journal of", &self.path, source)),
         }
+    }
+
+    fn on_log_release(&self, hook: LogReleaseHook) -> bool {
+        self.wal.is_some() && self.checkpoint_sync.set_release_hook(hook)
     }
 
     fn keyspaces(&self) -> Result<Vec<String>> {
@@ -768,5 +782,98 @@ mod tests {
             compressed * 4 < plain,
             "{compressed} bytes on disk compressed, {plain} uncompressed"
         );
+    }
+
+    #[test]
+    fn log_only_puts_stay_out_of_fjall_and_come_back_from_the_log_after_a_crash() {
+        let (dir, engine) = fresh_store("log-only", &Options::default());
+        let hook_calls = Arc::new(AtomicU64::new(0));
+        let counted = Arc::clone(&hook_calls);
+        assert!(engine.on_log_release(Box::new(move || {
+            counted.fetch_add(1, Ordering::SeqCst);
+            Ok(())
+        })));
+        assert!(
+            !engine.on_log_release(Box::new(|| Ok(()))),
+            "a second hook is refused"
+        );
+        let mut batch = WriteBatch::new();
+        batch
+            .put("objects", b"ref".to_vec(), b"at 4096".to_vec())
+            .put_log_only("deferred", b"4096".to_vec(), vec![7u8; 5000]);
+        engine.write_sync(batch).unwrap();
+        assert_eq!(
+            engine.get("objects", b"ref").unwrap().as_deref(),
+            Some(&b"at 4096"[..])
+        );
+        assert_eq!(
+            engine.get("deferred", b"4096").unwrap(),
+            None,
+            "never stored in fjall"
+        );
+        assert_eq!(engine.keyspaces().unwrap(), ["objects"]);
+        assert_eq!(hook_calls.load(Ordering::SeqCst), 0, "no checkpoint ran");
+        // Closed without a checkpoint, as by a crash: the log still holds the frame.
+        drop(engine);
+        let engine = StoreEngine::new(FjallStore::open(&dir, &Options::default()).unwrap());
+        assert_eq!(
+            engine.get("deferred", b"4096").unwrap(),
+            Some(vec![7u8; 5000]),
+            "replayed as an ordinary put"
+        );
+        assert_eq!(
+            engine.get("objects", b"ref").unwrap().as_deref(),
+            Some(&b"at 4096"[..])
+        );
+        drop(engine);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn the_log_keeps_log_only_puts_while_the_release_hook_fails() {
+        let options = Options {
+            fjall_wal_bytes: 1 << 20,
+            ..Options::default()
+        };
+        let (dir, engine) = fresh_store("log-only-hook-fails", &options);
+        assert!(engine.on_log_release(Box::new(|| Err(std::io::Error::other("disk gone")))));
+        // 1 MiB of ring holds about 120 of these frames; the checkpoints the ring needs
+        // before then (early ones, then the one a full ring forces) all fail.
+        let mut synced = Vec::new();
+        let mut failure = None;
+        for round in 0u32..400 {
+            let mut batch = WriteBatch::new();
+            batch.put_log_only(
+                "deferred",
+                round.to_be_bytes().to_vec(),
+                vec![round as u8; 6000],
+            );
+            engine.write(batch).unwrap();
+            match engine.sync() {
+                Ok(()) => synced.push(round),
+                Err(error) => {
+                    failure = Some(error);
+                    break;
+                }
+            }
+        }
+        let failure = failure.expect("a full ring must checkpoint, and the hook fails");
+        assert!(failure.to_string().contains("disk gone"), "{failure}");
+        assert!(
+            synced.len() > 60,
+            "only {} syncs before the ring filled",
+            synced.len()
+        );
+        drop(engine);
+        let engine = StoreEngine::new(FjallStore::open(&dir, &options).unwrap());
+        for round in synced {
+            assert_eq!(
+                engine.get("deferred", &round.to_be_bytes()).unwrap(),
+                Some(vec![round as u8; 6000]),
+                "log-only put {round} was dropped from the log"
+            );
+        }
+        drop(engine);
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

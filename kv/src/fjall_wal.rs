@@ -505,6 +505,8 @@ fn decode_records(mut payload: &[u8], out: &mut Vec<Record>) -> Result<(), Strin
                 keyspace,
                 key,
                 value: present.then_some(value),
+                // Replayed, a log-only put is an ordinary one (see `WriteBatch::put_log_only`).
+                log_only: false,
             });
         }
         out.push(Record {
@@ -556,6 +558,7 @@ mod tests {
             keyspace: "ks".into(),
             key: key.as_bytes().to_vec(),
             value: Some(value.to_vec()),
+            log_only: false,
         }
     }
 
@@ -597,6 +600,7 @@ mod tests {
                 keyspace: "ks".into(),
                 key: b"a".to_vec(),
                 value: None,
+                log_only: false,
             }],
         );
         wal.sync(no_journal).unwrap();

@@ -46,6 +46,6 @@ mod sled_store;
 
 pub use backend::{open, Backend, Options};
 pub use batch::WriteBatch;
-pub use engine::{Engine, Entry, Scan, Visitor};
+pub use engine::{Engine, Entry, LogReleaseHook, Scan, Visitor};
 pub use error::{Error, Result};
 pub use range::KeyRange;

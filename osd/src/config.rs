@@ -93,6 +93,12 @@ pub struct OsdConfig {
     /// file (`DATA/blocks`) with direct I/O, written once; smaller ones stay in the engine.
     /// Above 65536 (the chunk size) every chunk stays in the engine. Default 32768.
     pub block_min_bytes: usize,
+    /// Other chunks whose stored size is at least this many bytes are written to the block
+    /// file deferred: through the page cache, their data kept durable in the engine's
+    /// write-ahead log until its next checkpoint flushes the block file (BlueStore's
+    /// deferred writes), so the engine's tables never hold them. Above 65540 (a chunk and
+    /// its lz4 prefix) every such chunk stays in the engine. Default 4096.
+    pub deferred_min_bytes: usize,
 }
 
 impl Default for OsdConfig {
@@ -113,6 +119,7 @@ impl Default for OsdConfig {
             compression: Compression::Lz4,
             sync_batch_wait_us: 300,
             block_min_bytes: 32 << 10,
+            deferred_min_bytes: 4 << 10,
         }
     }
 }

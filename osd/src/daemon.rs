@@ -113,6 +113,7 @@ fn open_store(config: &OsdConfig, data_dir: &Path) -> anyhow::Result<ObjectStore
         max_object_size: config.max_object_size,
         compression: config.compression,
         block_min_bytes: config.block_min_bytes,
+        deferred_min_bytes: config.deferred_min_bytes,
         ..StoreConfig::default()
     };
     let blocks = data_dir.join("blocks");

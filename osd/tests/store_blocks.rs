@@ -244,3 +244,116 @@ fn space_of_writes_that_never_committed_is_free_again() {
         pattern(CHUNK as usize, 6)
     );
 }
+
+/// Every byte of the block file set to zero: what the disk holds when the page cache's
+/// writes of it never got there (a power cut before any flush).
+fn zero_block_file(dir: &std::path::Path) {
+    let path = dir.join("blocks");
+    let len = std::fs::metadata(&path).unwrap().len();
+    let file = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+    let zeros = vec![0u8; 1 << 20];
+    let mut at = 0;
+    while at < len {
+        let n = zeros.len().min((len - at) as usize);
+        file.write_all_at(&zeros[..n], at).unwrap();
+        at += n as u64;
+    }
+    file.sync_all().unwrap();
+}
+
+/// Whether the engine's tables hold deferred writes' log-only copies.
+fn holds_deferred_copies(engine: &dyn kv::Engine) -> bool {
+    engine
+        .keyspaces()
+        .unwrap()
+        .iter()
+        .any(|name| name == "osd_deferred")
+}
+
+#[test]
+fn deferred_chunks_the_block_file_lost_come_back_from_the_log() {
+    let dir = TempDir::new("blocks-deferred");
+    let small = pattern(4096, 1);
+    let odd = pattern(10_000, 2);
+    let first = pattern(6000, 3);
+    let newest = pattern(5000, 4);
+    let mut model = pattern(3 * CHUNK as usize, 5);
+    {
+        let (store, engine) = fjall_store(dir.path(), StoreConfig::default());
+        store.create_pg(PG).unwrap();
+        write_full(&store, "small", &small);
+        write_full(&store, "odd", &odd);
+        write_full(&store, "rewritten", &first);
+        write_full(&store, "rewritten", &newest);
+        write_full(&store, "removed", &pattern(8000, 6));
+        commit(&store, &obj("removed"), |t| {
+            t.remove();
+        })
+        .unwrap();
+        // Three whole chunks, then a 100-byte write into the middle one: that chunk is
+        // rewritten (read, patched) and deferred.
+        write_full(&store, "patched", &model);
+        let patch = pattern(100, 7);
+        commit(&store, &obj("patched"), |t| {
+            t.write(CHUNK + 300, patch.clone());
+        })
+        .unwrap();
+        model[CHUNK as usize + 300..CHUNK as usize + 400].copy_from_slice(&patch);
+        // Deferred chunks are references in the engine, their bytes in the block file.
+        let stored = section(engine.as_ref(), &pg_keyspace(PG), b'D');
+        assert_eq!(
+            stored.len(),
+            1 + 1 + 1 + 3,
+            "one chunk per small object, three patched"
+        );
+        assert!(
+            stored.iter().all(|(_, value)| value.len() < 64),
+            "every chunk went to the block file"
+        );
+        assert_eq!(
+            used(&store),
+            4096 + 12288 + 8192 + 3 * CHUNK,
+            "the removed object's and the first write's space is free"
+        );
+        let on_disk = std::fs::read(dir.path().join("blocks")).unwrap();
+        assert!(
+            on_disk.windows(4096).any(|window| window == small),
+            "written to the file"
+        );
+        assert_eq!(store.read(PG, &obj("patched"), 0, 0).unwrap(), model);
+        assert!(
+            !holds_deferred_copies(engine.as_ref()),
+            "log-only copies never reach the engine's tables"
+        );
+    }
+    zero_block_file(dir.path());
+    let (store, engine) = fjall_store(dir.path(), StoreConfig::default());
+    assert_eq!(store.read(PG, &obj("small"), 0, 0).unwrap(), small);
+    assert_eq!(store.read(PG, &obj("odd"), 0, 0).unwrap(), odd);
+    assert_eq!(store.read(PG, &obj("rewritten"), 0, 0).unwrap(), newest);
+    assert!(matches!(
+        store.stat(PG, &obj("removed")),
+        Err(StoreError::ObjectNotFound { .. })
+    ));
+    // The patched chunk came back from the log; its whole neighbours were written with
+    // direct I/O and flushed before their batch, so the zeroing took them for good: they
+    // are reported as damaged, not served as zeros.
+    assert_eq!(
+        store.read(PG, &obj("patched"), CHUNK, CHUNK).unwrap(),
+        &model[CHUNK as usize..2 * CHUNK as usize]
+    );
+    assert!(matches!(
+        store.read(PG, &obj("patched"), 0, CHUNK),
+        Err(StoreError::Corruption { chunk: 0, .. })
+    ));
+    assert!(
+        !holds_deferred_copies(engine.as_ref()),
+        "the replayed copies are forgotten once written"
+    );
+    drop(store);
+    drop(engine);
+    // Written durably by the replay: a second loss of unflushed writes changes nothing.
+    let (store, _) = fjall_store(dir.path(), StoreConfig::default());
+    assert_eq!(store.read(PG, &obj("small"), 0, 0).unwrap(), small);
+    assert_eq!(store.read(PG, &obj("rewritten"), 0, 0).unwrap(), newest);
+}

@@ -144,10 +144,10 @@ impl Space {
 #[derive(Debug)]
 pub(crate) struct BlockFile {
     path: PathBuf,
-    /// Opened with `O_DIRECT`: every write goes here.
+    /// Opened with `O_DIRECT`: staged (large) chunks are written here.
     direct: File,
     /// Buffered: reads go through the page cache (the kernel drops cached pages of a range
-    /// that a direct write replaces).
+    /// that a direct write replaces), and so do deferred writes (see `deferred`).
     buffered: File,
     space: Mutex<Space>,
     /// Writes completed so far (a counter), and the count the last flush covered.
@@ -181,7 +181,7 @@ impl BlockFile {
             }
             opened => opened?,
         };
-        let buffered = OpenOptions::new().read(true).open(path)?;
+        let buffered = OpenOptions::new().read(true).write(true).open(path)?;
         let end = direct.metadata()?.len() / BLOCK * BLOCK;
         used.sort();
         let mut space = Space {
@@ -319,6 +319,15 @@ impl BlockFile {
     pub fn write(&self, offset: u64, data: &[u8]) -> io::Result<()> {
         debug_assert!(offset.is_multiple_of(BLOCK) && (data.len() as u64).is_multiple_of(BLOCK));
         self.direct.write_all_at(data, offset)?;
+        self.written.fetch_add(1, Ordering::SeqCst);
+        Ok(())
+    }
+
+    /// Writes `data` at `offset` (block-aligned) through the page cache: durable only once
+    /// a later [`BlockFile::flush`] returns, readable at once.
+    pub fn write_buffered(&self, offset: u64, data: &[u8]) -> io::Result<()> {
+        debug_assert!(offset.is_multiple_of(BLOCK));
+        self.buffered.write_all_at(data, offset)?;
         self.written.fetch_add(1, Ordering::SeqCst);
         Ok(())
     }

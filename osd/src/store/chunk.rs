@@ -87,6 +87,7 @@ pub(crate) fn payload(data: &[u8], compression: Compression) -> Payload<'_> {
 }
 
 /// The stored form of a chunk's bytes.
+#[cfg(test)]
 pub(crate) fn encode(data: &[u8], compression: Compression) -> Vec<u8> {
     stored_payload(&payload(data, compression))
 }
@@ -114,6 +115,13 @@ pub(crate) struct BlockRef {
     checksum: u64,
     offset: u64,
     len: usize,
+}
+
+impl BlockRef {
+    /// Where the payload starts in the block file.
+    pub fn offset(&self) -> u64 {
+        self.offset
+    }
 }
 
 /// `Some` for a value that references the block file (`Err` if the reference is damaged).

@@ -46,6 +46,12 @@ pub struct StoreConfig {
     /// bytes go to the block file with direct I/O, when the store has one; smaller ones
     /// stay in the engine. Default 32 KiB (half a chunk). Above the chunk size: never.
     pub block_min_bytes: usize,
+    /// Other chunks whose stored size is at least this many bytes are written to the
+    /// block file deferred, when the store has one and its engine keeps log-only puts:
+    /// through the page cache, their payload kept durable in the engine's log until its
+    /// next checkpoint flushes the block file (BlueStore's deferred writes); smaller ones
+    /// stay in the engine. Default 4 KiB. Above the chunk size: never.
+    pub deferred_min_bytes: usize,
 }
 
 impl Default for StoreConfig {
@@ -63,6 +69,7 @@ impl Default for StoreConfig {
             meta_cache_bytes: 8 << 20,
             compression: Compression::Lz4,
             block_min_bytes: 32 << 10,
+            deferred_min_bytes: 4 << 10,
         }
     }
 }

@@ -5,6 +5,9 @@
 //! - `pg:<pool>.<seed hex>` (for example `pg:1.2f`): everything of one PG. A PG is its own
 //!   keyspace so that removing it touches nothing else, and so that a listing of keyspaces
 //!   is the list of PGs (a keyspace without an info key is a PG whose removal was cut short).
+//! - `osd_deferred`: block offset (u64 BE) -> a deferred write ([`super::deferred`]). Only
+//!   ever written as log-only puts, so it holds keys only between a crash and the open that
+//!   replays them.
 //!
 //! Inside a PG keyspace every key starts with a one-byte section tag:
 //!
@@ -44,6 +47,9 @@ pub const CHUNK_SIZE: usize = 64 << 10;
 pub(crate) const SUPER_KEYSPACE: &str = "osd_super";
 /// The superblock's key.
 pub(crate) const SUPERBLOCK_KEY: &[u8] = b"superblock";
+
+/// The keyspace of deferred writes' log-only copies.
+pub(crate) const DEFERRED_KEYSPACE: &str = "osd_deferred";
 
 const PG_KEYSPACE_PREFIX: &str = "pg:";
 

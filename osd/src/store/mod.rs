@@ -52,6 +52,7 @@ mod cache;
 mod chunk;
 mod codec;
 mod config;
+mod deferred;
 mod error;
 pub mod keys;
 mod object;
@@ -103,6 +104,8 @@ pub struct ObjectStore {
     cache: MetaCache,
     /// Where large chunks go; without one, every chunk stays in the engine.
     blocks: Option<Arc<BlockFile>>,
+    /// The block file, when the engine keeps deferred writes' data in its log.
+    deferred: Option<Arc<BlockFile>>,
 }
 
 #[derive(Debug, Default)]
@@ -190,6 +193,7 @@ impl ObjectStore {
             superblock: Mutex::new(superblock),
             pgs: RwLock::new(PgTable::default()),
             blocks: None,
+            deferred: None,
         };
         let mut live = HashMap::new();
         for keyspace in store.engine.keyspaces()? {
@@ -230,6 +234,16 @@ impl ObjectStore {
                 })
             }
         };
+        if let Some(blocks) = &store.blocks {
+            deferred::replay(store.engine.as_ref(), blocks)?;
+            let flushed = Arc::clone(blocks);
+            if store
+                .engine
+                .on_log_release(Box::new(move || flushed.flush()))
+            {
+                store.deferred = Some(Arc::clone(blocks));
+            }
+        }
         store.write_table().live = live;
         Ok(store)
     }
@@ -496,8 +510,14 @@ impl ObjectStore {
 
     /// Writes a planned batch; the block ranges it stops referencing become free once it
     /// is durable.
-    fn write_plan(&self, batch: WriteBatch, freed: Vec<Extent>) -> Result<()> {
+    fn write_plan(
+        &self,
+        batch: WriteBatch,
+        freed: Vec<Extent>,
+        deferred: deferred::Deferred,
+    ) -> Result<()> {
         self.engine.write(batch)?;
+        deferred.keep();
         if let Some(blocks) = &self.blocks {
             blocks.free_after_sync(freed);
         }
@@ -519,6 +539,7 @@ impl ObjectStore {
             oid,
             config: &self.config,
             blocks: self.blocks.as_deref(),
+            deferred: self.deferred.as_ref(),
         }
     }
 
@@ -569,6 +590,7 @@ impl ObjectStore {
             mut batch,
             after,
             freed,
+            deferred,
         } = txn::plan(&ctx, before, txn.ops(), version, mtime, staged)?;
 
         let mut info = state.info;
@@ -599,7 +621,7 @@ impl ObjectStore {
             version,
         )?;
         batch.put(keyspace, INFO_KEY, info.encode());
-        self.write_plan(batch, freed)?;
+        self.write_plan(batch, freed, deferred)?;
         state.info = info;
         self.cache.update(pg, oid, after);
         Ok(version)

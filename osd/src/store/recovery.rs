@@ -119,7 +119,7 @@ impl ObjectStore {
             .saturating_sub(u64::from(before.is_some()));
         info.stats.bytes = (info.stats.bytes + size(after)).saturating_sub(size(before));
         batch.put(keyspace, INFO_KEY, info.encode());
-        self.write_plan(batch, planned.freed)?;
+        self.write_plan(batch, planned.freed, planned.deferred)?;
         pg_state.info = info;
         self.cache.update(pg, &oid, after);
         Ok(())

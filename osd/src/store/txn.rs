@@ -10,6 +10,7 @@
 use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::ops::Bound;
+use std::sync::Arc;
 use std::time::SystemTime;
 
 use bytes::Bytes;
@@ -20,6 +21,7 @@ use kv::{Engine, KeyRange, WriteBatch};
 use super::blocks::{BlockFile, Extent};
 use super::chunk;
 use super::config::StoreConfig;
+use super::deferred::Deferred;
 use super::error::{Result, StoreError};
 use super::keys::{self, BLOCK_TAG, CHUNK_SIZE, DATA_TAG, OMAP_TAG, XATTR_TAG};
 use super::stage::Staged;
@@ -467,6 +469,8 @@ pub(crate) struct PlanContext<'a> {
     pub config: &'a StoreConfig,
     /// The store's block file, if it has one.
     pub blocks: Option<&'a BlockFile>,
+    /// The block file, when chunks may be written to it deferred (see `deferred`).
+    pub deferred: Option<&'a Arc<BlockFile>>,
 }
 
 impl PlanContext<'_> {
@@ -525,6 +529,8 @@ pub(crate) struct Plan {
     pub after: Option<ObjectInfo>,
     /// Block file ranges the batch stops referencing: free once it is durable.
     pub freed: Vec<Extent>,
+    /// Block file ranges deferred chunks were written to: the batch references them.
+    pub deferred: Deferred,
 }
 
 /// A chunk's new content in the view.
@@ -876,6 +882,7 @@ impl<'a, 'o> View<'a, 'o> {
                 }
             }
         }
+        let mut deferred = Deferred::default();
         for (chunk, content) in &self.chunks {
             let key = keys::data_key(ctx.oid, *chunk);
             match content {
@@ -883,7 +890,23 @@ impl<'a, 'o> View<'a, 'o> {
                     batch.delete(keyspace, key);
                 }
                 Content::Bytes(bytes) => {
-                    batch.put(keyspace, key, chunk::encode(bytes, ctx.config.compression));
+                    let payload = chunk::payload(bytes, ctx.config.compression);
+                    match ctx
+                        .deferred
+                        .filter(|_| payload.bytes.len() >= ctx.config.deferred_min_bytes)
+                    {
+                        Some(blocks) => deferred.write(
+                            blocks,
+                            &mut batch,
+                            keyspace,
+                            key,
+                            keys::block_key(ctx.oid, *chunk),
+                            &payload,
+                        )?,
+                        None => {
+                            batch.put(keyspace, key, chunk::stored_payload(&payload));
+                        }
+                    }
                 }
                 Content::Staged { op, .. } => {
                     let (value, extent) = self
@@ -933,6 +956,7 @@ impl<'a, 'o> View<'a, 'o> {
             batch,
             after,
             freed,
+            deferred,
         })
     }
 }
