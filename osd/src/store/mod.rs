@@ -13,6 +13,11 @@
 //! keeps a checksummed reference and a block record (see `blocks`). Large incompressible
 //! writes then cost one disk write per byte instead of two (the engine's journal, then its
 //! blob files), and no page-cache copies.
+//! Other chunks whose stored form is at least [`StoreConfig::deferred_min_bytes`] are
+//! *deferred* (see `deferred`): written to the block file through the page cache, their
+//! payload kept durable in the engine's log until its next checkpoint flushes the block
+//! file, so small incompressible writes never reach the engine's tables either. A read of
+//! several chunks first asks the kernel for their block ranges in one request each run.
 //! Removing a PG deletes its keyspace's keys in bounded batches, object by object, reading
 //! only metadata; the first step deletes the PG's info key, so a removal cut short by a
 //! crash is finished by the next [`ObjectStore::open`].

@@ -142,6 +142,7 @@ impl ObjectStore {
                 copy(first, &data)?;
             }
         } else {
+            self.prefetch_blocks(&located, first, last)?;
             let range = KeyRange::new(
                 Bound::Included(keys::data_key(&located.oid, first)),
                 Bound::Included(keys::data_key(&located.oid, last)),
@@ -150,6 +151,40 @@ impl ObjectStore {
         }
         out.resize(len, 0);
         Ok(out)
+    }
+
+    /// Starts reading the block file ranges of chunks `first..=last` into the page cache,
+    /// one request per run of adjacent ranges, before the chunks are read one by one: a
+    /// 4 MiB object not in the cache was otherwise 64 reads of 64 KiB in a row, each
+    /// waiting for the disk (its blocks are adjacent: one transaction wrote them).
+    fn prefetch_blocks(&self, located: &Located, first: u32, last: u32) -> Result<()> {
+        let Some(blocks) = &self.blocks else {
+            return Ok(());
+        };
+        let range = KeyRange::new(
+            Bound::Included(keys::block_key(&located.oid, first)),
+            Bound::Included(keys::block_key(&located.oid, last)),
+        );
+        let mut run: Option<(u64, u64)> = None;
+        for item in self.engine.scan(&located.handle.keyspace, range)? {
+            let (_, value) = item?;
+            // A damaged record is reported by the chunk read that needs it.
+            let Some(extent) = keys::decode_extent(&value) else {
+                continue;
+            };
+            run = match run {
+                Some((start, end)) if end == extent.offset => Some((start, end + extent.len)),
+                Some((start, end)) => {
+                    blocks.prefetch(start, end - start);
+                    Some((extent.offset, extent.offset + extent.len))
+                }
+                None => Some((extent.offset, extent.offset + extent.len)),
+            };
+        }
+        if let Some((start, end)) = run {
+            blocks.prefetch(start, end - start);
+        }
+        Ok(())
     }
 
     /// Visits the verified chunks in `range` (of `located`'s data keys) in order.
