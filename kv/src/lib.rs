@@ -10,6 +10,9 @@
 //! values, made durable through our own write-ahead log overwritten in place; the default),
 //! [`Backend::Sled`] (sled 0.34, made durable by fdatasyncing its files
 //! after each flush) and [`Backend::Memory`] (no persistence: tests and caches).
+//! On fjall with its log, [`WriteBatch::put_log_only`] keeps a value in the log alone, for a
+//! caller that writes it elsewhere itself and makes that copy durable in a hook the log runs
+//! before it drops frames ([`Engine::on_log_release`]): the OSDs' deferred writes.
 //! [`bench`] measures them against raw append+fdatasync on the same disk.
 //!
 //! ```
