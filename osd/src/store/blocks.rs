@@ -356,13 +356,19 @@ impl BlockFile {
     /// Asks the kernel to start reading `len` bytes at `offset` into the page cache (one
     /// large request instead of many small ones) without waiting for them. Only a hint.
     pub fn prefetch(&self, offset: u64, len: u64) {
+        self.advise(offset, len, libc::POSIX_FADV_WILLNEED);
+    }
+
+    /// Tells the kernel how a range of the page cache's copy will be used (a hint: its
+    /// result does not matter).
+    fn advise(&self, offset: u64, len: u64, advice: libc::c_int) {
         // SAFETY: plain system call on a descriptor `self.buffered` keeps open.
         unsafe {
             libc::posix_fadvise(
                 self.buffered.as_raw_fd(),
                 offset as libc::off_t,
                 len as libc::off_t,
-                libc::POSIX_FADV_WILLNEED,
+                advice,
             )
         };
     }
@@ -378,15 +384,7 @@ impl BlockFile {
         let start = buffer.start;
         self.direct
             .read_exact_at(&mut buffer.storage[start..start + whole], offset)?;
-        // SAFETY: plain system call on a descriptor `self.buffered` keeps open.
-        unsafe {
-            libc::posix_fadvise(
-                self.buffered.as_raw_fd(),
-                offset as libc::off_t,
-                whole as libc::off_t,
-                libc::POSIX_FADV_DONTNEED,
-            )
-        };
+        self.advise(offset, whole as u64, libc::POSIX_FADV_DONTNEED);
         Ok(buffer.storage[start..start + len].to_vec())
     }
 

@@ -44,7 +44,6 @@ impl Deferred {
     /// Writes `payload` (chunk `chunk_key` of keyspace `keyspace`) to fresh space through
     /// the page cache and adds to `batch` the chunk's reference, its block record
     /// (`block_key`) and the log-only copy of the payload.
-    #[allow(clippy::too_many_arguments)]
     pub fn write(
         &mut self,
         blocks: &Arc<BlockFile>,
