@@ -24,7 +24,9 @@ use crate::crush_edit::{self, CrushEdit};
 use crate::map::{
     ClusterMap, MapState, MonitorInfo, OsdInfo, Pool, PoolFlags, FIRST_EPOCH, FORMAT_VERSION,
 };
-use crate::types::{ClusterFlag, Epoch, ObjectHash, OsdId, PgId, PoolType, UnixMillis, Uuid};
+use crate::types::{
+    ClusterFlag, Epoch, Fullness, ObjectHash, OsdId, PgId, PoolType, UnixMillis, Uuid,
+};
 
 /// The largest pool size (copies or shards) accepted, as in Ceph.
 pub const MAX_POOL_SIZE: u32 = 10;
@@ -261,6 +263,14 @@ pub enum MapChange {
         id: OsdId,
         /// The new reweight.
         weight: u32,
+    },
+    /// Record how full an OSD's storage is, as the monitors judged it from its beacons
+    /// (up or down: a down OSD keeps its last judgement).
+    SetOsdFullness {
+        /// The OSD.
+        id: OsdId,
+        /// Its new state.
+        fullness: Fullness,
     },
     /// Record that an up OSD has seen the map up to `up_thru` (peering).
     SetUpThru {
@@ -614,6 +624,14 @@ fn apply_change(state: &mut MapState, change: &MapChange) -> Result<(), ChangeEr
             }
             if osd.reweight != *weight {
                 osd.reweight = *weight;
+                osd.last_change = epoch;
+            }
+            Ok(())
+        }
+        MapChange::SetOsdFullness { id, fullness } => {
+            let osd = osd_mut(state, *id)?;
+            if osd.fullness != *fullness {
+                osd.fullness = *fullness;
                 osd.last_change = epoch;
             }
             Ok(())
@@ -985,6 +1003,7 @@ fn new_osd(state: &mut MapState, spec: &NewOsd) -> Result<(), ChangeError> {
             down_since_ms: None,
             in_changed_at: state.epoch,
             last_change: state.epoch,
+            fullness: Fullness::Ok,
         },
     );
     Ok(())

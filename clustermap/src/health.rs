@@ -9,6 +9,8 @@
 //! | `OSDMAP_FLAGS` | warn | a cluster flag (`noout`, ...) is set |
 //! | `OSD_DOWN` | warn | an OSD that is in is down |
 //! | `OSD_HOST_DOWN` | warn | every OSD of a host is down |
+//! | `OSD_FULL` | error | the monitors judged an OSD full (its `fullness`, up or down) |
+//! | `OSD_NEARFULL` | warn | the monitors judged an OSD nearfull |
 //! | `TOO_FEW_OSDS` | warn | fewer OSDs exist than `osd_pool_default_size` |
 //! | `POOL_NO_REDUNDANCY` | warn | a pool has size 1 |
 //! | `PG_AVAILABILITY` | warn | a PG's acting set is below `min_size` (computed from the map), or reports say down / incomplete / peering / stale, or a PG has no report |
@@ -27,7 +29,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::map::ClusterMap;
 use crate::placement::{format_osd_list, PgMapping};
-use crate::types::{Epoch, OsdId, PgId, UnixMillis};
+use crate::types::{Epoch, Fullness, OsdId, PgId, UnixMillis};
 
 /// How bad a check (or the whole cluster) is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -384,6 +386,26 @@ pub fn health(map: &ClusterMap, input: &HealthInput<'_>) -> Health {
             host_down_osds
         );
         checks.push(host_down.finish("OSD_HOST_DOWN", Severity::Warn, summary));
+    }
+
+    // Down OSDs count too: their data is still on them, and the fullness they last
+    // reported is what they will come back with.
+    let mut full = Collector::new(max);
+    let mut nearfull = Collector::new(max);
+    for osd in map.osds().values() {
+        match osd.fullness {
+            Fullness::Full => full.add(|| format!("osd.{} is full", osd.id)),
+            Fullness::Nearfull => nearfull.add(|| format!("osd.{} is near full", osd.id)),
+            Fullness::Ok => {}
+        }
+    }
+    if full.count > 0 {
+        let summary = format!("{} full osd(s)", full.count);
+        checks.push(full.finish("OSD_FULL", Severity::Err, summary));
+    }
+    if nearfull.count > 0 {
+        let summary = format!("{} nearfull osd(s)", nearfull.count);
+        checks.push(nearfull.finish("OSD_NEARFULL", Severity::Warn, summary));
     }
 
     let default_size = input.config.osd_pool_default_size;

@@ -29,4 +29,6 @@ pub use health::{
 pub use incremental::{Incremental, IncrementalError};
 pub use map::{ClusterMap, FormatError, MonitorInfo, OsdInfo, Pool, PoolFlags, FORMAT_VERSION};
 pub use placement::{MappingError, ObjectMapping, PgMapper, PgMapping};
-pub use types::{ClusterFlag, Epoch, ObjectHash, OsdId, PgId, PoolId, PoolType, UnixMillis, Uuid};
+pub use types::{
+    ClusterFlag, Epoch, Fullness, ObjectHash, OsdId, PgId, PoolId, PoolType, UnixMillis, Uuid,
+};

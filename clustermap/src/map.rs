@@ -16,7 +16,7 @@ use thiserror::Error;
 
 use crate::placement::CompiledCache;
 use crate::types::{
-    ClusterFlag, Epoch, ObjectHash, OsdId, PgId, PoolId, PoolType, UnixMillis, Uuid,
+    ClusterFlag, Epoch, Fullness, ObjectHash, OsdId, PgId, PoolId, PoolType, UnixMillis, Uuid,
 };
 
 /// The version of the serialized cluster map this build writes and reads.
@@ -66,6 +66,10 @@ pub struct OsdInfo {
     pub in_changed_at: Epoch,
     /// The last epoch that changed anything about this OSD.
     pub last_change: Epoch,
+    /// How full its storage is, as the monitors last judged it (absent in maps written
+    /// before this field existed: `Ok`).
+    #[serde(default)]
+    pub fullness: Fullness,
 }
 
 impl OsdInfo {

@@ -180,6 +180,34 @@ impl<'de> Deserialize<'de> for Uuid {
     }
 }
 
+/// How full an OSD's storage is, as the monitors last judged it from its beacons against
+/// their `nearfull_ratio` and `full_ratio` (Ceph's `OSD_NEARFULL` and `OSD_FULL` states).
+/// A primary refuses writes that need space when any OSD of the PG's acting set is `Full`.
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum Fullness {
+    /// Below the nearfull ratio.
+    #[default]
+    Ok,
+    /// At or above the nearfull ratio: a warning, writes go on.
+    Nearfull,
+    /// At or above the full ratio: writes that need space are refused.
+    Full,
+}
+
+impl Fullness {
+    /// Lower-case name as shown by `shoal osd dump` and health details.
+    pub fn name(self) -> &'static str {
+        match self {
+            Fullness::Ok => "ok",
+            Fullness::Nearfull => "nearfull",
+            Fullness::Full => "full",
+        }
+    }
+}
+
 /// A cluster-wide flag (`shoal osd set noout`). The map only records them; the monitors'
 /// failure policy and the OSDs honour them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]

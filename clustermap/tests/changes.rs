@@ -4,8 +4,8 @@
 mod common;
 
 use clustermap::{
-    ChangeError, ClusterFlag, ClusterMap, CrushEdit, MapChange, MonitorInfo, NewOsd, PgId,
-    PoolSetting, PoolSpec, PoolType, Uuid,
+    ChangeError, ClusterFlag, ClusterMap, CrushEdit, Fullness, Incremental, MapChange, MonitorInfo,
+    NewOsd, PgId, PoolSetting, PoolSpec, PoolType, Uuid,
 };
 use common::*;
 use crush::builder::BuildError;
@@ -234,6 +234,67 @@ fn osd_lifecycle_records_the_epochs_of_each_change() {
         .apply(&[MapChange::NewOsd(new_osd(osd_uuid(9), "h"))], 900)
         .unwrap();
     assert_eq!(map.osd_by_uuid(osd_uuid(9)).unwrap().id, 0);
+}
+
+#[test]
+fn osd_fullness_is_recorded_only_when_it_changes() {
+    let map = cluster();
+    assert_eq!(
+        map.osd(1).unwrap().fullness,
+        Fullness::Ok,
+        "new OSDs start ok"
+    );
+    let before = map.osd(1).unwrap().last_change;
+
+    let same = map
+        .apply(
+            &[MapChange::SetOsdFullness {
+                id: 1,
+                fullness: Fullness::Ok,
+            }],
+            4_000,
+        )
+        .unwrap();
+    assert_eq!(same.osd(1), map.osd(1));
+    assert!(Incremental::diff(&map, &same).unwrap().is_empty());
+
+    let full = map
+        .apply(
+            &[MapChange::SetOsdFullness {
+                id: 1,
+                fullness: Fullness::Full,
+            }],
+            4_000,
+        )
+        .unwrap();
+    let osd = full.osd(1).unwrap();
+    assert_eq!(osd.fullness, Fullness::Full);
+    assert_eq!(osd.last_change, full.epoch());
+    assert_ne!(osd.last_change, before);
+    assert_eq!(full.osd(0), map.osd(0), "other OSDs are untouched");
+
+    // A down OSD can be judged too (its last beacon may have said full).
+    let down = full.apply(&[MapChange::MarkDown { id: 1 }], 5_000).unwrap();
+    let nearfull = down
+        .apply(
+            &[MapChange::SetOsdFullness {
+                id: 1,
+                fullness: Fullness::Nearfull,
+            }],
+            6_000,
+        )
+        .unwrap();
+    assert_eq!(nearfull.osd(1).unwrap().fullness, Fullness::Nearfull);
+    assert!(!nearfull.osd(1).unwrap().up);
+
+    assert_eq!(
+        map.validate(&[MapChange::SetOsdFullness {
+            id: 77,
+            fullness: Fullness::Full,
+        }])
+        .unwrap_err(),
+        ChangeError::OsdNotFound { id: 77 }
+    );
 }
 
 #[test]
@@ -1144,6 +1205,10 @@ fn changes_serialize_for_the_raft_log() {
             weight: 7,
         }),
         MapChange::NewOsd(new_osd(osd_uuid(5), "h")),
+        MapChange::SetOsdFullness {
+            id: 1,
+            fullness: Fullness::Nearfull,
+        },
     ];
     let json = serde_json::to_string(&changes).unwrap();
     let back: Vec<MapChange> = serde_json::from_str(&json).unwrap();

@@ -6,8 +6,8 @@ mod common;
 use std::collections::{BTreeMap, BTreeSet};
 
 use clustermap::{
-    health, ClusterFlag, ClusterMap, HealthConfig, HealthInput, MapChange, PgId, PgStatReport,
-    PgState, PoolSetting, PoolSpec, Severity,
+    health, ClusterFlag, ClusterMap, Fullness, HealthConfig, HealthInput, MapChange, PgId,
+    PgStatReport, PgState, PoolSetting, PoolSpec, Severity,
 };
 use common::*;
 
@@ -91,6 +91,106 @@ fn a_down_osd_warns_and_degrades_its_pgs() {
     let out = map.apply(&[MapChange::MarkOut { id: 0 }], 5_000).unwrap();
     let report = health(&out, &HealthInput::default());
     assert_eq!(report.status, Severity::Ok, "{report}");
+}
+
+fn set_fullness(map: &ClusterMap, osds: &[(i32, Fullness)]) -> ClusterMap {
+    let changes: Vec<MapChange> = osds
+        .iter()
+        .map(|&(id, fullness)| MapChange::SetOsdFullness { id, fullness })
+        .collect();
+    map.apply(&changes, 4_000).unwrap()
+}
+
+#[test]
+fn a_nearfull_osd_warns() {
+    let map = set_fullness(&cluster(), &[(3, Fullness::Nearfull)]);
+    let report = health(&map, &HealthInput::default());
+    assert_eq!(report.status, Severity::Warn);
+    let check = report.check("OSD_NEARFULL").unwrap();
+    assert_eq!(check.severity, Severity::Warn);
+    assert_eq!(check.summary, "1 nearfull osd(s)");
+    assert_eq!(check.detail, vec!["osd.3 is near full"]);
+    assert_eq!(check.count, 1);
+    assert!(report.check("OSD_FULL").is_none());
+    assert_eq!(report.to_string(), "HEALTH_WARN 1 nearfull osd(s)");
+}
+
+#[test]
+fn a_full_osd_is_an_error_and_counts_apart_from_nearfull_ones() {
+    let map = set_fullness(
+        &cluster(),
+        &[
+            (0, Fullness::Full),
+            (2, Fullness::Nearfull),
+            (4, Fullness::Nearfull),
+        ],
+    );
+    let report = health(&map, &HealthInput::default());
+    assert_eq!(report.status, Severity::Err);
+    let full = report.check("OSD_FULL").unwrap();
+    assert_eq!(full.severity, Severity::Err);
+    assert_eq!(full.summary, "1 full osd(s)");
+    assert_eq!(full.detail, vec!["osd.0 is full"]);
+    let nearfull = report.check("OSD_NEARFULL").unwrap();
+    assert_eq!(nearfull.summary, "2 nearfull osd(s)");
+    assert_eq!(
+        nearfull.detail,
+        vec!["osd.2 is near full", "osd.4 is near full"]
+    );
+    assert_eq!(
+        report.checks[0].code, "OSD_FULL",
+        "errors come before warnings"
+    );
+
+    // A down OSD keeps its judgement; a removed one is gone with it.
+    let down = map.apply(&[MapChange::MarkDown { id: 0 }], 5_000).unwrap();
+    let report = health(&down, &HealthInput::default());
+    assert_eq!(
+        report.check("OSD_FULL").unwrap().detail,
+        vec!["osd.0 is full"]
+    );
+    let removed = down
+        .apply(&[MapChange::RemoveOsd { id: 0 }], 6_000)
+        .unwrap();
+    assert!(health(&removed, &HealthInput::default())
+        .check("OSD_FULL")
+        .is_none());
+
+    // Back to ok, the checks clear.
+    let ok = set_fullness(
+        &map,
+        &[(0, Fullness::Ok), (2, Fullness::Ok), (4, Fullness::Ok)],
+    );
+    assert_eq!(health(&ok, &HealthInput::default()).status, Severity::Ok);
+}
+
+#[test]
+fn fullness_detail_lines_are_capped() {
+    let map = set_fullness(
+        &cluster(),
+        &[
+            (0, Fullness::Full),
+            (1, Fullness::Full),
+            (2, Fullness::Full),
+        ],
+    );
+    let report = health(
+        &map,
+        &HealthInput {
+            config: HealthConfig {
+                max_detail_lines: 2,
+                ..HealthConfig::default()
+            },
+            ..Default::default()
+        },
+    );
+    let full = report.check("OSD_FULL").unwrap();
+    assert_eq!(full.summary, "3 full osd(s)");
+    assert_eq!(full.count, 3);
+    assert_eq!(
+        full.detail,
+        vec!["osd.0 is full", "osd.1 is full", "... and 1 more"]
+    );
 }
 
 #[test]

@@ -4,8 +4,8 @@
 mod common;
 
 use clustermap::{
-    ClusterFlag, ClusterMap, CrushEdit, Incremental, IncrementalError, MapChange, MonitorInfo,
-    NewOsd, PgId, PoolSetting, PoolSpec,
+    ClusterFlag, ClusterMap, CrushEdit, Fullness, Incremental, IncrementalError, MapChange,
+    MonitorInfo, NewOsd, PgId, PoolSetting, PoolSpec,
 };
 use common::*;
 use proptest::prelude::*;
@@ -18,6 +18,7 @@ enum Op {
     In(u8),
     Boot(u8),
     Reweight(u8, u32),
+    Fullness(u8, u8),
     CrushReweight(u8, u32),
     NewOsd(u8),
     RemoveOsd(u8),
@@ -39,6 +40,7 @@ fn op() -> impl Strategy<Value = Op> {
         any::<u8>().prop_map(Op::In),
         any::<u8>().prop_map(Op::Boot),
         (any::<u8>(), 1u32..=0x10000).prop_map(|(o, w)| Op::Reweight(o, w)),
+        (any::<u8>(), 0u8..3).prop_map(|(o, f)| Op::Fullness(o, f)),
         (any::<u8>(), 0u32..0x40000).prop_map(|(o, w)| Op::CrushReweight(o, w)),
         any::<u8>().prop_map(Op::NewOsd),
         any::<u8>().prop_map(Op::RemoveOsd),
@@ -89,6 +91,10 @@ fn to_change(map: &ClusterMap, op: &Op) -> Option<MapChange> {
         Op::Reweight(o, w) => MapChange::Reweight {
             id: nth(&osds, *o)?,
             weight: *w,
+        },
+        Op::Fullness(o, f) => MapChange::SetOsdFullness {
+            id: nth(&osds, *o)?,
+            fullness: [Fullness::Ok, Fullness::Nearfull, Fullness::Full][usize::from(*f)],
         },
         Op::CrushReweight(o, w) => MapChange::Crush(CrushEdit::Reweight {
             name: format!("osd.{}", nth(&osds, *o)?),
@@ -276,6 +282,67 @@ fn an_epoch_that_changes_nothing_has_an_empty_incremental() {
     assert_eq!(inc.apply_to(&m1).unwrap(), m2);
     let m3 = m2.apply(&[MapChange::MarkOut { id: 0 }], 100).unwrap();
     assert!(!Incremental::diff(&m2, &m3).unwrap().is_empty());
+}
+
+#[test]
+fn an_osds_fullness_travels_in_incrementals_and_json() {
+    let m1 = small_cluster(2, 1);
+    let m2 = m1
+        .apply(
+            &[
+                MapChange::SetOsdFullness {
+                    id: 0,
+                    fullness: Fullness::Full,
+                },
+                MapChange::SetOsdFullness {
+                    id: 1,
+                    fullness: Fullness::Nearfull,
+                },
+            ],
+            50,
+        )
+        .unwrap();
+    let inc = Incremental::diff(&m1, &m2).unwrap();
+    assert!(!inc.is_empty());
+    let inc: Incremental = serde_json::from_str(&serde_json::to_string(&inc).unwrap()).unwrap();
+    let rebuilt = inc.apply_to(&m1).unwrap();
+    assert_eq!(rebuilt, m2);
+    assert_eq!(rebuilt.osd(0).unwrap().fullness, Fullness::Full);
+    assert_eq!(rebuilt.osd(1).unwrap().fullness, Fullness::Nearfull);
+    let json = serde_json::to_value(&m2).unwrap();
+    let osds = json.to_string();
+    assert!(osds.contains(r#""fullness":"full""#), "{osds}");
+    assert!(osds.contains(r#""fullness":"nearfull""#), "{osds}");
+
+    // Maps written before the field existed read as ok.
+    fn strip(value: &mut serde_json::Value) {
+        match value {
+            serde_json::Value::Object(fields) => {
+                fields.remove("fullness");
+                fields.values_mut().for_each(strip);
+            }
+            serde_json::Value::Array(items) => items.iter_mut().for_each(strip),
+            _ => {}
+        }
+    }
+    let mut old = serde_json::to_value(&m1).unwrap();
+    strip(&mut old);
+    assert!(!old.to_string().contains("fullness"));
+    assert_eq!(serde_json::from_value::<ClusterMap>(old).unwrap(), m1);
+
+    // Back to ok is a change too.
+    let m3 = m2
+        .apply(
+            &[MapChange::SetOsdFullness {
+                id: 0,
+                fullness: Fullness::Ok,
+            }],
+            60,
+        )
+        .unwrap();
+    let rebuilt = Incremental::diff(&m2, &m3).unwrap().apply_to(&m2).unwrap();
+    assert_eq!(rebuilt.osd(0).unwrap().fullness, Fullness::Ok);
+    assert_eq!(rebuilt, m3);
 }
 
 #[test]

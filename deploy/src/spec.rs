@@ -245,6 +245,10 @@ pub struct OsdSettings {
     /// Bytes of the engine's cache.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cache_bytes: Option<u64>,
+    /// The OSD's size in bytes, by which its fullness is judged (default: its file
+    /// system's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub capacity_bytes: Option<u64>,
 }
 
 /// A TOML table of the integer fields that are set.
@@ -458,6 +462,7 @@ impl StoredSpec {
                 backend: Some(String::new()),
                 max_object_size: some,
                 cache_bytes: some,
+                capacity_bytes: some,
             },
             client_op_timeout_ms: some,
             failure_domain: "osd".to_owned(),
@@ -583,6 +588,7 @@ fn conf_table(spec: &StoredSpec, members: &[ConfMember<'_>]) -> toml::Table {
     osd.extend(integer_table(&[
         ("max_object_size", spec.osd_settings.max_object_size),
         ("cache_bytes", spec.osd_settings.cache_bytes),
+        ("capacity_bytes", spec.osd_settings.capacity_bytes),
     ]));
     if let Some(backend) = &spec.osd_settings.backend {
         osd.insert("backend".to_owned(), toml::Value::String(backend.clone()));
@@ -693,6 +699,7 @@ mod tests {
             "op_timeout_ms",
             "max_object_size",
             "cache_bytes",
+            "capacity_bytes",
         ];
         for key in osd.keys() {
             assert!(known.contains(&key.as_str()), "unknown [osd] key {key}");

@@ -72,6 +72,16 @@ pub enum RadosError {
         /// The OSD's or the client's explanation.
         reason: String,
     },
+    /// The write needs space and an OSD of the object's PG is full; nothing was changed.
+    /// Removals and truncations still work; the write succeeds again once space is freed
+    /// or added (the OSD's message names the full OSD and its usage).
+    #[error("no space for object `{object}`: {reason}")]
+    NoSpace {
+        /// The object.
+        object: String,
+        /// The OSD's explanation.
+        reason: String,
+    },
     /// Stored data failed its checksum on the primary.
     #[error("object `{object}`: data corruption: {reason}")]
     Corruption {
@@ -135,6 +145,7 @@ impl RadosError {
                 },
             },
             Ok(Kind::Corruption) => RadosError::Corruption { object, reason },
+            Ok(Kind::NoSpace) => RadosError::NoSpace { object, reason },
             Ok(
                 Kind::Internal
                 | Kind::StaleEpoch
@@ -159,6 +170,7 @@ impl RadosError {
             RadosError::VersionMismatch { .. } => 34,                           // ERANGE
             RadosError::InvalidArgument { .. } => 22,                           // EINVAL
             RadosError::TooLarge { .. } => 27,                                  // EFBIG
+            RadosError::NoSpace { .. } => 28,                                   // ENOSPC
             RadosError::Timeout { .. } => 110,                                  // ETIMEDOUT
             RadosError::Corruption { .. }
             | RadosError::Internal { .. }
@@ -201,6 +213,11 @@ mod tests {
             map(OpErrorKind::Corruption, "chunk 3"),
             RadosError::Corruption { .. }
         ));
+        let full = map(OpErrorKind::NoSpace, "osd.2 is full");
+        assert!(
+            matches!(&full, RadosError::NoSpace { object, reason } if object == "ns/obj" && reason == "osd.2 is full")
+        );
+        assert_eq!(full.errno(), 28);
         assert!(matches!(
             map(OpErrorKind::PoolNotFound, "pool 9"),
             RadosError::PoolNotFound { .. }

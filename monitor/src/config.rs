@@ -46,6 +46,8 @@
 //! osd_report_timeout_ms = 900000
 //! down_out_interval_ms = 600000
 //! check_interval_ms = 1000      # how often the leader runs the policy
+//! nearfull_ratio = 0.85         # the used share of an OSD's storage (from its beacons)
+//! full_ratio = 0.95             # that marks it nearfull / full; (0, 1], nearfull <= full
 //!
 //! [mon.pool_defaults]
 //! pg_num = 32
@@ -166,8 +168,8 @@ impl Default for RaftConfig {
     }
 }
 
-/// The failure policy's timings (DESIGN.md §4).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+/// The failure policy's timings (DESIGN.md §4) and the fullness thresholds.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct FailureConfig {
     /// A failure report counts once the target has been silent this long.
@@ -180,6 +182,12 @@ pub struct FailureConfig {
     pub down_out_interval_ms: u64,
     /// How often the leader evaluates the policy.
     pub check_interval_ms: u64,
+    /// An OSD whose used share of its storage reaches this is marked full (Ceph's
+    /// `mon_osd_full_ratio`).
+    pub full_ratio: f64,
+    /// An OSD whose used share of its storage reaches this (and not `full_ratio`) is marked
+    /// nearfull (Ceph's `mon_osd_nearfull_ratio`).
+    pub nearfull_ratio: f64,
 }
 
 impl Default for FailureConfig {
@@ -190,6 +198,8 @@ impl Default for FailureConfig {
             osd_report_timeout_ms: 900_000,
             down_out_interval_ms: 600_000,
             check_interval_ms: 1_000,
+            full_ratio: 0.95,
+            nearfull_ratio: 0.85,
         }
     }
 }
@@ -219,7 +229,7 @@ impl Default for PoolDefaults {
 }
 
 /// Everything a monitor is configured with.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct MonConfig {
     /// This monitor's Raft id.
@@ -444,6 +454,27 @@ impl MonConfig {
         if failure.check_interval_ms == 0 {
             return Err(invalid("mon.failure.check_interval_ms", "must be > 0"));
         }
+        for (field, ratio) in [
+            ("mon.failure.nearfull_ratio", failure.nearfull_ratio),
+            ("mon.failure.full_ratio", failure.full_ratio),
+        ] {
+            // Written so that NaN fails too.
+            if !(ratio > 0.0 && ratio <= 1.0) {
+                return Err(invalid(
+                    field,
+                    format!("{ratio} is not in (0, 1] (a share of the OSD's storage)"),
+                ));
+            }
+        }
+        if failure.nearfull_ratio > failure.full_ratio {
+            return Err(invalid(
+                "mon.failure.nearfull_ratio",
+                format!(
+                    "{} is above full_ratio {}",
+                    failure.nearfull_ratio, failure.full_ratio
+                ),
+            ));
+        }
         if self.pool_defaults.pg_num == 0 {
             return Err(invalid("mon.pool_defaults.pg_num", "must be > 0"));
         }
@@ -530,6 +561,7 @@ impl MonConfig {
                 osd_report_timeout_ms: 2_000,
                 down_out_interval_ms: 1_000,
                 check_interval_ms: 50,
+                ..FailureConfig::default()
             },
             ..MonConfig::default()
         }
@@ -614,6 +646,44 @@ mod tests {
         config.join = true;
         config.validate().unwrap();
         assert!(parse_members("1:127.0.0.1").is_err());
+    }
+
+    #[test]
+    fn fullness_ratios_default_to_cephs_and_are_checked() {
+        let config = MonConfig::from_toml("[mon]\nid = 1\ndata_dir = \"/tmp/m\"\n").unwrap();
+        assert_eq!(config.failure.full_ratio, 0.95);
+        assert_eq!(config.failure.nearfull_ratio, 0.85);
+        config.validate().unwrap();
+
+        let text = |nearfull: &str, full: &str| {
+            format!(
+                "[mon]\nid = 1\ndata_dir = \"/tmp/m\"\n[mon.failure]\n\
+                 nearfull_ratio = {nearfull}\nfull_ratio = {full}\n"
+            )
+        };
+        let config = MonConfig::from_toml(&text("0.7", "0.9")).unwrap();
+        assert_eq!(config.failure.nearfull_ratio, 0.7);
+        assert_eq!(config.failure.full_ratio, 0.9);
+        config.validate().unwrap();
+        MonConfig::from_toml(&text("1.0", "1.0"))
+            .unwrap()
+            .validate()
+            .unwrap();
+
+        for (nearfull, full, field) in [
+            ("0.0", "0.9", "mon.failure.nearfull_ratio"),
+            ("0.5", "1.5", "mon.failure.full_ratio"),
+            ("-0.1", "0.9", "mon.failure.nearfull_ratio"),
+            ("0.8", "nan", "mon.failure.full_ratio"),
+            ("0.96", "0.95", "mon.failure.nearfull_ratio"),
+        ] {
+            let error = MonConfig::from_toml(&text(nearfull, full))
+                .unwrap()
+                .validate()
+                .unwrap_err()
+                .to_string();
+            assert!(error.contains(field), "{nearfull}/{full}: {error}");
+        }
     }
 
     #[test]

@@ -9,7 +9,7 @@
 //! * [`commands`]: mon.proto commands to replicated commands, with argument checks;
 //! * [`transport`]: Raft messages between monitors over gRPC;
 //! * [`service`]: the client-facing and OSD-facing gRPC services, forwarding to the leader;
-//! * [`policy`]: the leader's soft state and the failure policy;
+//! * [`policy`]: the leader's soft state, the failure policy and the OSD fullness rule;
 //! * [`server`]: starting and stopping a whole monitor ([`MonitorServer`]).
 #![deny(missing_docs)]
 

@@ -35,7 +35,7 @@ use crate::commands::translate;
 use crate::config::MonConfig;
 use crate::error::SubmitError;
 use crate::node::{NodeHandle, ProposeError, Role};
-use crate::policy::SoftState;
+use crate::policy::{SoftState, StorageUsage};
 use crate::state::{CommandOutput, MapMachine, MapView, MonCommand, OsdBoot};
 use crate::transport::PeerTransport;
 
@@ -678,7 +678,7 @@ async fn boot_here(
             let status = shared.node.status();
             let mut soft = shared.soft();
             soft.ensure_term(status.term);
-            soft.beacon(id, Instant::now());
+            soft.beacon(id, None, Instant::now());
             Ok(Response::new(OsdBootReply {
                 osd_id: id,
                 epoch: u64::from(output.epoch),
@@ -796,7 +796,8 @@ impl OsdReport for OsdReportService {
             let term = shared.node.status().term;
             let mut soft = shared.soft();
             soft.ensure_term(term);
-            soft.beacon(message.osd_id, Instant::now());
+            let usage = StorageUsage::from_beacon(message.bytes_total, message.bytes_available);
+            soft.beacon(message.osd_id, usage, Instant::now());
             Ok(Response::new(OsdBeaconReply {
                 epoch: shared.epoch(),
             }))

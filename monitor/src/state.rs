@@ -16,8 +16,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use clustermap::{
-    ChangeError, ClusterMap, CrushEdit, Epoch, Incremental, MapChange, MonitorInfo, NewOsd, OsdId,
-    Uuid,
+    ChangeError, ClusterMap, CrushEdit, Epoch, Fullness, Incremental, MapChange, MonitorInfo,
+    NewOsd, OsdId, Uuid,
 };
 use crush::CrushMap;
 use serde::{Deserialize, Serialize};
@@ -95,6 +95,13 @@ pub enum MonCommand {
         id: OsdId,
         /// Its `down_at` when the leader decided.
         down_at: Epoch,
+    },
+    /// Failure policy: record an OSD's fullness, judged from its beacons' storage usage.
+    PolicySetFullness {
+        /// The OSD.
+        id: OsdId,
+        /// What its usage calls for.
+        fullness: Fullness,
     },
     /// Adds a monitor (a Raft configuration change).
     AddMonitor(Member),
@@ -308,6 +315,14 @@ impl MapMachine {
                     0,
                 )
             }
+            MonCommand::PolicySetFullness { id, fullness } => (
+                vec![MapChange::SetOsdFullness {
+                    id: *id,
+                    fullness: *fullness,
+                }],
+                format!("marked osd.{id} {}", fullness.name()),
+                0,
+            ),
             MonCommand::AddMonitor(member) => {
                 if self.members.contains_key(&member.id) {
                     return Err(CommandError::MonitorExists {
@@ -739,4 +754,104 @@ pub fn random_uuid() -> Uuid {
     bytes[6] = (bytes[6] & 0x0f) | 0x40;
     bytes[8] = (bytes[8] & 0x3f) | 0x80;
     Uuid::from_bytes(bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn machine_with_one_osd() -> MapMachine {
+        let (published, _) = watch::channel(MapView::default());
+        let mut machine = MapMachine::new(
+            LocalInfo {
+                id: 1,
+                fsid: None,
+                initial_members: vec![(1, "a".to_owned())],
+                resolve_address: Box::new(|_| None),
+                history_limit: 10,
+                failure_domain: "host".to_owned(),
+            },
+            published,
+        );
+        let mut index = 0;
+        let mut apply = |machine: &mut MapMachine, command: MonCommand| {
+            index += 1;
+            let context = ApplyContext {
+                index,
+                term: 1,
+                proposed_at_ms: 1_000 * index,
+                voters: vec![1],
+            };
+            machine.apply(&command, &context).unwrap()
+        };
+        apply(
+            &mut machine,
+            MonCommand::CreateCluster {
+                fsid: Uuid::from_bytes([9; 16]),
+                members: vec![Member {
+                    id: 1,
+                    name: "a".to_owned(),
+                    addr: "127.0.0.1:7100".to_owned(),
+                }],
+                failure_domain: "host".to_owned(),
+            },
+        );
+        apply(
+            &mut machine,
+            MonCommand::Boot(OsdBoot {
+                uuid: Uuid::from_bytes([1; 16]),
+                id: None,
+                addr: "127.0.0.1:7200".to_owned(),
+                host: "h0".to_owned(),
+                location: Vec::new(),
+                crush_weight: crush::WEIGHT_ONE,
+                device_class: None,
+            }),
+        );
+        machine
+    }
+
+    fn context() -> ApplyContext {
+        ApplyContext {
+            index: 100,
+            term: 1,
+            proposed_at_ms: 100_000,
+            voters: vec![1],
+        }
+    }
+
+    #[test]
+    fn a_fullness_decision_becomes_a_map_change() {
+        let mut machine = machine_with_one_osd();
+        let before = machine.map().unwrap().epoch();
+        let full = MonCommand::PolicySetFullness {
+            id: 0,
+            fullness: Fullness::Full,
+        };
+        machine.validate(&full).unwrap();
+        let output = machine.apply(&full, &context()).unwrap();
+        assert_eq!(output.message, "marked osd.0 full");
+        assert_eq!(output.epoch, before + 1);
+        assert_eq!(
+            machine.map().unwrap().osd(0).unwrap().fullness,
+            Fullness::Full
+        );
+        // Asking again changes nothing and makes no epoch.
+        let output = machine.apply(&full, &context()).unwrap();
+        assert_eq!(output.epoch, before + 1);
+        assert!(
+            output.message.ends_with("(no change)"),
+            "{}",
+            output.message
+        );
+
+        let unknown = MonCommand::PolicySetFullness {
+            id: 5,
+            fullness: Fullness::Nearfull,
+        };
+        assert_eq!(
+            machine.validate(&unknown).unwrap_err(),
+            CommandError::Change(ChangeError::OsdNotFound { id: 5 })
+        );
+    }
 }

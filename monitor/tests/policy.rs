@@ -7,6 +7,7 @@ mod common;
 use std::collections::HashMap;
 use std::time::Duration;
 
+use clustermap::Fullness;
 use common::{command, ok_epoch, wait_until, Cluster};
 use proto::mon::command::Kind;
 use proto::mon::osd_report_client::OsdReportClient;
@@ -83,6 +84,7 @@ async fn boots_reports_beacons_and_the_down_out_policy() {
                         .beacon(OsdBeacon {
                             osd_id: id,
                             epoch: 0,
+                            ..OsdBeacon::default()
                         })
                         .await;
                 }
@@ -269,5 +271,63 @@ async fn bad_boots_are_refused_with_the_field_named() {
         .expect_err("the uuid belongs to osd.0");
     assert!(error.message().contains("osd_id"), "{error}");
     assert_eq!(cluster.server(1).view().epoch(), epoch_before + 1);
+    cluster.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn beacons_usage_marks_osds_full_and_nearfull_and_health_says_so() {
+    let cluster = Cluster::start(3).await;
+    let follower = cluster.follower().await;
+    let mut osd = osd_client(&cluster.server(follower).addr().to_string()).await;
+    for (n, host) in [(0u8, "h0"), (1, "h1")] {
+        osd.boot(boot_request(n, host)).await.expect("boot");
+    }
+    let beacon = |osd_id: i32, bytes_total: u64, bytes_available: u64| OsdBeacon {
+        osd_id,
+        epoch: 0,
+        bytes_total,
+        bytes_available,
+    };
+    let fullness = |id: i32| {
+        cluster
+            .server(follower)
+            .view()
+            .map
+            .and_then(|map| map.osd(id).map(|osd| osd.fullness))
+    };
+
+    osd.beacon(beacon(0, 1000, 40)).await.expect("beacon");
+    osd.beacon(beacon(1, 1000, 100)).await.expect("beacon");
+    wait_until("osd.0 full, osd.1 nearfull", Duration::from_secs(5), || {
+        fullness(0) == Some(Fullness::Full) && fullness(1) == Some(Fullness::Nearfull)
+    })
+    .await;
+    let mut admin = cluster.client(follower).await;
+    let status = admin
+        .status(StatusRequest { local_only: false })
+        .await
+        .expect("status")
+        .into_inner();
+    let health = status.health.expect("health");
+    let check = |code: &str| {
+        health
+            .checks
+            .iter()
+            .find(|check| check.code == code)
+            .unwrap_or_else(|| panic!("{code} in {health:?}"))
+            .clone()
+    };
+    assert_eq!(check("OSD_FULL").summary, "1 full osd(s)");
+    assert_eq!(check("OSD_FULL").detail, vec!["osd.0 is full"]);
+    assert_eq!(check("OSD_NEARFULL").summary, "1 nearfull osd(s)");
+
+    // An unknown size changes nothing; freed space clears it.
+    osd.beacon(beacon(0, 0, 0)).await.expect("beacon");
+    osd.beacon(beacon(1, 1000, 900)).await.expect("beacon");
+    wait_until("osd.1 ok", Duration::from_secs(5), || {
+        fullness(1) == Some(Fullness::Ok)
+    })
+    .await;
+    assert_eq!(fullness(0), Some(Fullness::Full));
     cluster.shutdown().await;
 }

@@ -99,6 +99,15 @@ pub struct OsdConfig {
     /// deferred writes), so the engine's tables never hold them. Above 65540 (a chunk and
     /// its lz4 prefix) every such chunk stays in the engine. Default 4096.
     pub deferred_min_bytes: usize,
+    /// The OSD's size in bytes, as `osd df` shows it and the monitors judge its fullness
+    /// by (Ceph's `bluestore_block_size` for an OSD on files); what it uses is its block
+    /// file's referenced bytes plus the engine's files. 0 (default): the file system holding
+    /// the data directory, its size and free space.
+    pub capacity_bytes: u64,
+    /// Past this fraction of its size used, the OSD refuses, as primary, writes that need
+    /// space even before the monitors mark it full (Ceph's `osd_failsafe_full_ratio`): the
+    /// monitors hear of its usage only at its next beacon. Default 0.97.
+    pub failsafe_full_ratio: f64,
 }
 
 impl Default for OsdConfig {
@@ -120,6 +129,8 @@ impl Default for OsdConfig {
             sync_batch_wait_us: 300,
             block_min_bytes: 32 << 10,
             deferred_min_bytes: 4 << 10,
+            capacity_bytes: 0,
+            failsafe_full_ratio: 0.97,
         }
     }
 }
@@ -196,6 +207,9 @@ impl OsdConfig {
         }
         if self.sync_batch_wait_us > 100_000 {
             return bad("sync_batch_wait_us", "must be at most 100000 (0.1 s)");
+        }
+        if !(self.failsafe_full_ratio > 0.0 && self.failsafe_full_ratio <= 1.0) {
+            return bad("failsafe_full_ratio", "must be in (0, 1]");
         }
         if self.heartbeat_grace_ms <= self.heartbeat_interval_ms {
             return bad(

@@ -238,6 +238,7 @@ pub async fn run(options: Options, shutdown: impl Future<Output = ()>) -> anyhow
             Arc::clone(&node),
             report.clone(),
         )),
+        tokio::spawn(crate::space::space_loop(Arc::clone(&node))),
         tokio::spawn(crate::reporter::beacon_loop(
             Arc::clone(&node),
             report.clone(),

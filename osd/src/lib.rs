@@ -16,6 +16,7 @@
 //! * [`peers`]: channels to other OSDs;
 //! * [`replica_link`]: the link that carries small replicated writes to one peer;
 //! * [`heartbeat`], [`reporter`]: pings and failure reports, beacons, PG statistics;
+//! * [`space`]: the OSD's storage usage, and refusing writes that need space when full;
 //! * [`status`]: the admin view.
 //!
 //! The monitors are reached through `monclient`'s `MonClient`/`MapWatch` (shared with
@@ -33,6 +34,7 @@ pub mod pg;
 pub mod replica_link;
 pub mod reporter;
 pub mod server;
+pub mod space;
 pub mod status;
 pub mod store;
 pub mod store_pool;

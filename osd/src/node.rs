@@ -41,6 +41,8 @@ pub struct Node {
     pub stats_kick: Notify,
     /// Client writes this OSD is running as primary.
     pub primary_writes: InFlight,
+    /// The latest measure of this OSD's storage.
+    pub space: crate::space::SpaceGauge,
     map: watch::Sender<Option<Arc<ClusterMap>>>,
     advance: tokio::sync::Mutex<()>,
     pgs: RwLock<HashMap<PgId, Arc<Pg>>>,
@@ -101,6 +103,7 @@ impl Node {
             mon,
             stats_kick: Notify::new(),
             primary_writes: InFlight::default(),
+            space: crate::space::SpaceGauge::default(),
             map: watch::Sender::new(None),
             advance: tokio::sync::Mutex::new(()),
             pgs: RwLock::new(pgs),

@@ -103,8 +103,8 @@ impl MonReport {
     }
 
     /// `Beacon`; returns the monitors' epoch.
-    pub async fn beacon(&self, osd_id: i32, epoch: u64) -> Result<u64, Status> {
-        self.on_any(|mut client| async move { client.beacon(OsdBeacon { osd_id, epoch }).await })
+    pub async fn beacon(&self, beacon: OsdBeacon) -> Result<u64, Status> {
+        self.on_any(|mut client| async move { client.beacon(beacon).await })
             .await
             .map(|reply| reply.epoch)
     }
@@ -133,7 +133,14 @@ pub async fn beacon_loop(node: Arc<Node>, report: MonReport) {
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         ticker.tick().await;
-        match report.beacon(node.id, u64::from(node.epoch())).await {
+        let usage = node.space.last();
+        let beacon = OsdBeacon {
+            osd_id: node.id,
+            epoch: u64::from(node.epoch()),
+            bytes_total: usage.map_or(0, |usage| usage.total),
+            bytes_available: usage.map_or(0, |usage| usage.available),
+        };
+        match report.beacon(beacon).await {
             Ok(epoch) => {
                 let epoch = u32::try_from(epoch).unwrap_or(u32::MAX);
                 if epoch > node.epoch() {

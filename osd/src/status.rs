@@ -1,8 +1,6 @@
 //! The admin view (`OsdStatus`): identity, epoch, store and file-system usage, resident
 //! memory, and every PG this OSD holds with its state, role, sets and counts.
 
-use std::path::Path;
-
 use proto::osd::{OsdStatusReply, PgStatus};
 
 use crate::node::Node;
@@ -11,7 +9,7 @@ use crate::wire;
 
 /// Builds the status reply (blocking: walks the data directory).
 pub fn osd_status(node: &Node) -> OsdStatusReply {
-    let (available, total) = fs_space(&node.data_dir).unwrap_or((0, 0));
+    let usage = crate::space::measure(&node.data_dir, &node.store, node.config.capacity_bytes);
     let mut pgs = Vec::new();
     for pg in node.all_pgs() {
         let view = pg.view();
@@ -38,9 +36,9 @@ pub fn osd_status(node: &Node) -> OsdStatusReply {
         osd_id: node.id,
         uuid: node.uuid.to_string(),
         epoch: u64::from(node.epoch()),
-        store_bytes_used: dir_bytes(&node.data_dir),
-        fs_bytes_available: available,
-        fs_bytes_total: total,
+        store_bytes_used: usage.used,
+        fs_bytes_available: usage.available,
+        fs_bytes_total: usage.total,
         pgs,
         rss_bytes: rss_bytes(),
     }
@@ -59,33 +57,4 @@ pub fn rss_bytes() -> u64 {
     // SAFETY: sysconf has no preconditions.
     let page_size = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
     pages * u64::try_from(page_size).unwrap_or(4096)
-}
-
-/// Free and total bytes of the file system holding `path`.
-fn fs_space(path: &Path) -> Option<(u64, u64)> {
-    use std::os::unix::ffi::OsStrExt;
-    let c_path = std::ffi::CString::new(path.as_os_str().as_bytes()).ok()?;
-    // SAFETY: statvfs writes into the zeroed struct we own; the path is NUL-terminated.
-    let mut stats: libc::statvfs = unsafe { std::mem::zeroed() };
-    let result = unsafe { libc::statvfs(c_path.as_ptr(), &mut stats) };
-    if result != 0 {
-        return None;
-    }
-    let block = stats.f_frsize as u64;
-    Some((stats.f_bavail as u64 * block, stats.f_blocks as u64 * block))
-}
-
-/// Bytes of the files under `dir`.
-fn dir_bytes(dir: &Path) -> u64 {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return 0;
-    };
-    entries
-        .flatten()
-        .map(|entry| match entry.file_type() {
-            Ok(kind) if kind.is_dir() => dir_bytes(&entry.path()),
-            Ok(_) => entry.metadata().map_or(0, |m| m.len()),
-            Err(_) => 0,
-        })
-        .sum()
 }

@@ -8,7 +8,9 @@
 
 use anyhow::{bail, Result};
 use clap::{Args, Subcommand, ValueEnum};
-use librados::clustermap::{placement::format_osd_list, ClusterMap, OsdId, Pool};
+use librados::clustermap::{
+    placement::format_osd_list, ClusterMap, Fullness, OsdId, OsdInfo, Pool,
+};
 use librados::proto::mon::{command::Kind, OsdIds, OsdReweight, PoolCreate, PoolRemove, PoolSet};
 use serde_json::{json, Value};
 
@@ -397,6 +399,19 @@ fn pool_json(map: &ClusterMap, pool: &Pool) -> Value {
     })
 }
 
+/// Ceph's state list of an OSD in `osd dump`: `exists`, then `full` or `nearfull`, then
+/// `up` when it is.
+fn osd_state(osd: &OsdInfo) -> Vec<&'static str> {
+    let mut state = vec!["exists"];
+    if osd.fullness != Fullness::Ok {
+        state.push(osd.fullness.name());
+    }
+    if osd.up {
+        state.push("up");
+    }
+    state
+}
+
 async fn dump(session: &Session) -> Result<()> {
     let map = session.map().await?;
     let flags: Vec<&str> = map.flags().iter().map(|flag| flag.name()).collect();
@@ -413,7 +428,7 @@ async fn dump(session: &Session) -> Result<()> {
                 "osd": osd.id, "uuid": osd.uuid.to_string(), "up": u8::from(osd.up),
                 "in": u8::from(osd.is_in), "weight": weight_value(osd.reweight),
                 "up_from": osd.up_from, "up_thru": osd.up_thru, "down_at": osd.down_at,
-                "addr": osd.address, "host": osd.host,
+                "addr": osd.address, "host": osd.host, "state": osd_state(osd),
             })).collect::<Vec<_>>(),
             "pg_temp": map.pg_temp().iter().map(|(pgid, osds)| json!({
                 "pgid": pgid.to_string(), "osds": osds,
@@ -438,7 +453,7 @@ async fn dump(session: &Session) -> Result<()> {
     outln!("max_osd {}", map.max_osd());
     for osd in map.osds().values() {
         outln!(
-            "osd.{} {} {} weight {} up_from {} up_thru {} down_at {} {} {}",
+            "osd.{} {} {} weight {} up_from {} up_thru {} down_at {} {} {} {}",
             osd.id,
             if osd.up { "up  " } else { "down" },
             if osd.is_in { "in " } else { "out" },
@@ -447,7 +462,8 @@ async fn dump(session: &Session) -> Result<()> {
             osd.up_thru,
             osd.down_at,
             osd.address.as_deref().unwrap_or("-"),
-            osd.uuid
+            osd.uuid,
+            osd_state(osd).join(",")
         );
     }
     for (pgid, osds) in map.pg_temp() {

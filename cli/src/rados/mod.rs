@@ -161,6 +161,7 @@ pub(crate) fn rados_error(error: RadosError) -> anyhow::Error {
         17 => "EEXIST",
         22 => "EINVAL",
         27 => "EFBIG",
+        28 => "ENOSPC",
         34 => "ERANGE",
         61 => "ENODATA",
         110 => "ETIMEDOUT",

@@ -96,6 +96,24 @@ impl Pg {
         self.wait_active(deadline).await?;
         let _order = self.lock_object(&object).await;
         let view = self.wait_active(deadline).await?;
+        if ops.iter().any(WriteOp::needs_space) {
+            let map = node.map();
+            let full = crate::space::refusal(
+                map.as_deref(),
+                &view.acting,
+                node.id,
+                node.space.last(),
+                node.config.failsafe_full_ratio,
+            );
+            if let Some(reason) = full {
+                // A resend of a write applied before the OSD filled up gets its answer.
+                if let Some(version) = node.store.lookup_reqid(self.id, reqid)? {
+                    return Ok(version);
+                }
+                tracing::debug!(pg = %self.id, %reason, "refusing a write that needs space");
+                return Err(OpFailure::new(OpErrorKind::NoSpace, reason));
+            }
+        }
         // A resent request is caught by the apply below: the store finds its reqid in the
         // log and answers the original version without applying anything (the object's op
         // order guarantees the original has finished by now).

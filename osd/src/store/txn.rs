@@ -116,6 +116,28 @@ impl WriteOp {
         len as u64
     }
 
+    /// Whether the op adds data (new objects, bytes, xattrs, omap entries), so that a full
+    /// OSD refuses it; removals, truncations (growing adds holes, not bytes) and zeroing
+    /// are accepted on a full cluster, as they are how space is freed.
+    pub fn needs_space(&self) -> bool {
+        match self {
+            WriteOp::Create { .. }
+            | WriteOp::Write { .. }
+            | WriteOp::WriteFull { .. }
+            | WriteOp::Append { .. }
+            | WriteOp::SetXattr { .. }
+            | WriteOp::OmapSet { .. } => true,
+            WriteOp::AssertExists
+            | WriteOp::AssertVersion(_)
+            | WriteOp::Truncate { .. }
+            | WriteOp::Zero { .. }
+            | WriteOp::Remove
+            | WriteOp::RmXattr { .. }
+            | WriteOp::OmapRm { .. }
+            | WriteOp::OmapClear => false,
+        }
+    }
+
     /// Whether the op succeeds whatever state the object is in, so that every replica's
     /// outcome is known before the primary's own: no assertion, no exclusive create, no
     /// removal of something that must exist, no append (which may pass the size limit).
