@@ -32,4 +32,4 @@ pub mod state;
 pub use binaries::Binaries;
 pub use cluster::{Cluster, ClusterReport, DownReport, MonReport, OsdReport, StopOutcome};
 pub use error::DeployError;
-pub use spec::{ClusterSpec, MonTimings, OsdSettings, OsdTimings};
+pub use spec::{ClusterSpec, MonTimings, OsdSettings, OsdTimings, LOCAL_OSD_CAPACITY};

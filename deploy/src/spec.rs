@@ -245,8 +245,9 @@ pub struct OsdSettings {
     /// Bytes of the engine's cache.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cache_bytes: Option<u64>,
-    /// The OSD's size in bytes, by which its fullness is judged (default: its file
-    /// system's).
+    /// `[osd] capacity_bytes`: the OSD's size, by which its fullness is judged
+    /// ([`ClusterSpec::default`] sets [`LOCAL_OSD_CAPACITY`]; `None` writes none: the OSD
+    /// then uses its file system's size and free space).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub capacity_bytes: Option<u64>,
 }
@@ -276,6 +277,12 @@ fn check_backend(field: &'static str, backend: Option<&String>) -> Result<(), De
         _ => Ok(()),
     }
 }
+
+/// The size each OSD the launcher starts declares (`[osd] capacity_bytes`), as Ceph's OSDs
+/// on files declare `bluestore_block_size` (100 GiB by default): the OSDs of a local
+/// cluster share one file system, so the monitors judge their fullness by what they
+/// store rather than by how full the host's disk is with everything else.
+pub const LOCAL_OSD_CAPACITY: u64 = 100 << 30;
 
 /// What [`crate::Cluster::up`] starts.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -321,7 +328,10 @@ impl Default for ClusterSpec {
             backend: None,
             timings: MonTimings::default(),
             osd_timings: OsdTimings::default(),
-            osd_settings: OsdSettings::default(),
+            osd_settings: OsdSettings {
+                capacity_bytes: Some(LOCAL_OSD_CAPACITY),
+                ..OsdSettings::default()
+            },
             client_op_timeout_ms: None,
             failure_domain: default_failure_domain(),
             ready_timeout: Duration::from_secs(60),

@@ -101,8 +101,9 @@ pub struct OsdConfig {
     pub deferred_min_bytes: usize,
     /// The OSD's size in bytes, as `osd df` shows it and the monitors judge its fullness
     /// by (Ceph's `bluestore_block_size` for an OSD on files); what it uses is its block
-    /// file's referenced bytes plus the engine's files. 0 (default): the file system holding
-    /// the data directory, its size and free space.
+    /// file's referenced bytes plus the engine's files, whatever else the file system holds
+    /// (the launcher sets 100 GiB: its OSDs share one file system). 0 (default): the file
+    /// system holding the data directory, its size and free space (a disk of its own).
     pub capacity_bytes: u64,
     /// Past this fraction of its size used, the OSD refuses, as primary, writes that need
     /// space even before the monitors mark it full (Ceph's `osd_failsafe_full_ratio`): the

@@ -43,10 +43,10 @@ impl Usage {
 }
 
 /// Measures the store under `data_dir`. With a `capacity` (non-zero) the OSD's size is that
-/// and what is available is the smaller of what the capacity leaves and what the file
-/// system has; without one it is the file system's size and free space.
+/// and what is available is what the store leaves of it, whatever else fills the file
+/// system (as Ceph's OSDs on files judge by their declared block size); without one it is
+/// the file system's size and free space.
 pub fn measure(data_dir: &Path, store: &ObjectStore, capacity: u64) -> Usage {
-    let (fs_available, fs_total) = fs_space(data_dir).unwrap_or((0, 0));
     let files = dir_bytes(data_dir);
     // The block file grows in large steps and never shrinks; what counts is what it holds.
     let used = match store.block_usage() {
@@ -54,6 +54,7 @@ pub fn measure(data_dir: &Path, store: &ObjectStore, capacity: u64) -> Usage {
         None => files,
     };
     if capacity == 0 {
+        let (fs_available, fs_total) = fs_space(data_dir).unwrap_or((0, 0));
         Usage {
             total: fs_total,
             available: fs_available,
@@ -62,7 +63,7 @@ pub fn measure(data_dir: &Path, store: &ObjectStore, capacity: u64) -> Usage {
     } else {
         Usage {
             total: capacity,
-            available: capacity.saturating_sub(used).min(fs_available),
+            available: capacity.saturating_sub(used),
             used,
         }
     }
