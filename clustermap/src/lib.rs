@@ -30,5 +30,6 @@ pub use incremental::{Incremental, IncrementalError};
 pub use map::{ClusterMap, FormatError, MonitorInfo, OsdInfo, Pool, PoolFlags, FORMAT_VERSION};
 pub use placement::{MappingError, ObjectMapping, PgMapper, PgMapping};
 pub use types::{
-    ClusterFlag, Epoch, Fullness, ObjectHash, OsdId, PgId, PoolId, PoolType, UnixMillis, Uuid,
+    used_ratio, ClusterFlag, Epoch, Fullness, ObjectHash, OsdId, PgId, PoolId, PoolType,
+    UnixMillis, Uuid,
 };

@@ -197,6 +197,17 @@ pub enum Fullness {
     Full,
 }
 
+/// The used share, in `[0, 1]`, of a storage of `total` bytes with `available` left (0 when
+/// the size is unknown; more available than the total counts as nothing used). The OSDs'
+/// failsafe and the monitors' fullness judge this same figure.
+pub fn used_ratio(total: u64, available: u64) -> f64 {
+    if total == 0 {
+        return 0.0;
+    }
+    // Dividing the used bytes keeps a usage of exactly a threshold at it: 95 of 100 is 0.95.
+    total.saturating_sub(available) as f64 / total as f64
+}
+
 impl Fullness {
     /// Lower-case name as shown by `shoal osd dump` and health details.
     pub fn name(self) -> &'static str {

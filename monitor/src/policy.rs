@@ -61,13 +61,7 @@ impl StorageUsage {
 
     /// The used share of the storage, in `[0, 1]`.
     pub fn used_ratio(&self) -> f64 {
-        if self.bytes_total == 0 {
-            return 0.0;
-        }
-        // The figures come over the wire: more available than the total counts as nothing
-        // used, not as a negative share (or an overflow).
-        let used = self.bytes_total.saturating_sub(self.bytes_available);
-        used as f64 / self.bytes_total as f64
+        clustermap::used_ratio(self.bytes_total, self.bytes_available)
     }
 }
 

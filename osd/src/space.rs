@@ -34,11 +34,7 @@ pub struct Usage {
 impl Usage {
     /// The fraction of `total` not available (0 when the size is unknown).
     pub fn used_ratio(&self) -> f64 {
-        if self.total == 0 {
-            0.0
-        } else {
-            1.0 - self.available.min(self.total) as f64 / self.total as f64
-        }
+        clustermap::used_ratio(self.total, self.available)
     }
 }
 

@@ -9,7 +9,10 @@ use crate::wire;
 
 /// Builds the status reply (blocking: walks the data directory).
 pub fn osd_status(node: &Node) -> OsdStatusReply {
-    let usage = crate::space::measure(&node.data_dir, &node.store, node.config.capacity_bytes);
+    // What the monitors were last told, so `osd df` and the health agree.
+    let usage = node.space.last().unwrap_or_else(|| {
+        crate::space::measure(&node.data_dir, &node.store, node.config.capacity_bytes)
+    });
     let mut pgs = Vec::new();
     for pg in node.all_pgs() {
         let view = pg.view();
