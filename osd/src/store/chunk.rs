@@ -14,7 +14,7 @@ use std::borrow::Cow;
 
 use serde::{Deserialize, Serialize};
 
-use super::blocks::BlockFile;
+use super::blocks::BlockReader;
 use super::keys::CHUNK_SIZE;
 
 /// Whether chunks are compressed (the `[osd] compression` setting).
@@ -145,10 +145,10 @@ pub(crate) fn block_ref(value: &[u8]) -> Option<Result<BlockRef, String>> {
 }
 
 /// The chunk's bytes, wherever they are stored: inline in `value`, or in the block file
-/// that `value` references.
+/// that `value` references (read through `blocks`).
 pub(crate) fn load<'v>(
     value: &'v [u8],
-    blocks: Option<&BlockFile>,
+    blocks: Option<&'v mut BlockReader<'_>>,
 ) -> Result<Cow<'v, [u8]>, String> {
     let reference = match block_ref(value) {
         None => return decode(value),
@@ -157,37 +157,27 @@ pub(crate) fn load<'v>(
     let Some(blocks) = blocks else {
         return Err("the chunk is held in a block file, and this store has none".to_owned());
     };
-    let unreadable = |error: std::io::Error| {
-        format!(
-            "block file {} unreadable at {}+{}: {error}",
-            blocks.path().display(),
-            reference.offset,
-            reference.len
-        )
-    };
-    let mut payload = blocks
+    let file = blocks.file();
+    let payload = blocks
         .read(reference.offset, reference.len)
-        .map_err(unreadable)?;
-    if xxhash_rust::xxh3::xxh3_64(&payload) != reference.checksum {
-        // Maybe a stale cached page: only the disk's copy decides.
-        payload = blocks
-            .read_uncached(reference.offset, reference.len)
-            .map_err(unreadable)?;
-        let actual = xxhash_rust::xxh3::xxh3_64(&payload);
-        if actual != reference.checksum {
-            return Err(format!(
-                "xxh3-64 mismatch in the block file at {}: stored {:016x}, computed {actual:016x}",
-                reference.offset, reference.checksum
-            ));
-        }
-        tracing::warn!(
-            offset = reference.offset,
-            "a cached page of the block file was stale; the disk's copy is intact"
-        );
+        .map_err(|error| {
+            format!(
+                "block file {} unreadable at {}+{}: {error}",
+                file.path().display(),
+                reference.offset,
+                reference.len
+            )
+        })?;
+    let actual = xxhash_rust::xxh3::xxh3_64(payload);
+    if actual != reference.checksum {
+        return Err(format!(
+            "xxh3-64 mismatch in the block file at {}: stored {:016x}, computed {actual:016x}",
+            reference.offset, reference.checksum
+        ));
     }
     match reference.kind {
-        RAW if payload.len() <= CHUNK_SIZE => Ok(Cow::Owned(payload)),
-        LZ4 => decompress(&payload).map(Cow::Owned),
+        RAW if payload.len() <= CHUNK_SIZE => Ok(Cow::Borrowed(payload)),
+        LZ4 => decompress(payload).map(Cow::Owned),
         kind => Err(format!("unknown chunk kind {kind} in the block file")),
     }
 }

@@ -9,6 +9,7 @@ use clustermap::PgId;
 use kv::KeyRange;
 use xxhash_rust::xxh3::Xxh3;
 
+use super::blocks::{BlockReader, Extent};
 use super::chunk;
 use super::error::{Result, StoreError};
 use super::keys::{self, CHUNK_SIZE, DATA_TAG, OBJECT_TAG, OMAP_TAG, XATTR_TAG};
@@ -131,7 +132,8 @@ impl ObjectStore {
             // One chunk (the common small read): a point lookup is cheaper than a scan.
             let key = keys::data_key(&located.oid, first);
             if let Some(value) = self.engine.get(&located.handle.keyspace, &key)? {
-                let data = chunk::load(&value, self.blocks.as_deref()).map_err(|detail| {
+                let mut reader = self.block_reader(Vec::new());
+                let data = chunk::load(&value, reader.as_mut()).map_err(|detail| {
                     StoreError::Corruption {
                         pg,
                         object: object.clone(),
@@ -142,49 +144,42 @@ impl ObjectStore {
                 copy(first, &data)?;
             }
         } else {
-            self.prefetch_blocks(&located, first, last)?;
+            let ranges = self.block_ranges(&located, first, last)?;
             let range = KeyRange::new(
                 Bound::Included(keys::data_key(&located.oid, first)),
                 Bound::Included(keys::data_key(&located.oid, last)),
             );
-            self.for_each_chunk(pg, object, &located, range, copy)?;
+            self.for_each_chunk(pg, object, &located, range, ranges, copy)?;
         }
         out.resize(len, 0);
         Ok(out)
     }
 
-    /// Starts reading the block file ranges of chunks `first..=last` into the page cache,
-    /// one request per run of adjacent ranges, before the chunks are read one by one: a
-    /// 4 MiB object not in the cache was otherwise 64 reads of 64 KiB in a row, each
-    /// waiting for the disk (its blocks are adjacent: one transaction wrote them).
-    fn prefetch_blocks(&self, located: &Located, first: u32, last: u32) -> Result<()> {
-        let Some(blocks) = &self.blocks else {
-            return Ok(());
-        };
+    /// The block file ranges that chunks `first..=last` occupy (from their block records),
+    /// so that adjacent ones are read at once: a 4 MiB object not read this way was 64
+    /// reads of 64 KiB in a row, each waiting for the disk.
+    fn block_ranges(&self, located: &Located, first: u32, last: u32) -> Result<Vec<Extent>> {
+        if self.blocks.is_none() {
+            return Ok(Vec::new());
+        }
         let range = KeyRange::new(
             Bound::Included(keys::block_key(&located.oid, first)),
             Bound::Included(keys::block_key(&located.oid, last)),
         );
-        let mut run: Option<(u64, u64)> = None;
+        let mut ranges = Vec::new();
         for item in self.engine.scan(&located.handle.keyspace, range)? {
             let (_, value) = item?;
             // A damaged record is reported by the chunk read that needs it.
-            let Some(extent) = keys::decode_extent(&value) else {
-                continue;
-            };
-            run = match run {
-                Some((start, end)) if end == extent.offset => Some((start, end + extent.len)),
-                Some((start, end)) => {
-                    blocks.prefetch(start, end - start);
-                    Some((extent.offset, extent.offset + extent.len))
-                }
-                None => Some((extent.offset, extent.offset + extent.len)),
-            };
+            ranges.extend(keys::decode_extent(&value));
         }
-        if let Some((start, end)) = run {
-            blocks.prefetch(start, end - start);
-        }
-        Ok(())
+        Ok(ranges)
+    }
+
+    /// A reader of the block file expecting `ranges` (`None` for a store without one).
+    fn block_reader(&self, ranges: Vec<Extent>) -> Option<BlockReader<'_>> {
+        self.blocks
+            .as_deref()
+            .map(|blocks| BlockReader::new(blocks, ranges))
     }
 
     /// Visits the verified chunks in `range` (of `located`'s data keys) in order.
@@ -194,9 +189,11 @@ impl ObjectStore {
         object: &ObjectId,
         located: &Located,
         range: KeyRange,
+        block_ranges: Vec<Extent>,
         mut visit: impl FnMut(u32, &[u8]) -> Result<()>,
     ) -> Result<()> {
         let prefix_len = 1 + located.oid.len();
+        let mut reader = self.block_reader(block_ranges);
         let mut failure = None;
         // The engine lends its buffers: a 4 MiB read copies each raw chunk once, into the
         // caller's output, after verifying it (a compressed one is decompressed first).
@@ -210,7 +207,7 @@ impl ObjectStore {
                 };
                 let visited = match keys::chunk_of_data_key(key, prefix_len) {
                     None => Err(corrupt(u32::MAX, format!("malformed data key {key:02x?}"))),
-                    Some(chunk) => chunk::load(value, self.blocks.as_deref())
+                    Some(chunk) => chunk::load(value, reader.as_mut())
                         .map_err(|detail| corrupt(chunk, detail))
                         .and_then(|data| visit(chunk, &data)),
                 };
@@ -372,7 +369,8 @@ impl ObjectStore {
         let mut data = Xxh3::new();
         let mut position = 0u64;
         let range = object_section(DATA_TAG, &located.oid, b"");
-        self.for_each_chunk(pg, object, &located, range, |chunk, bytes| {
+        let ranges = self.block_ranges(&located, 0, u32::MAX)?;
+        self.for_each_chunk(pg, object, &located, range, ranges, |chunk, bytes| {
             let chunk_start = u64::from(chunk) * CHUNK_SIZE as u64;
             let chunk_end = chunk_start + bytes.len() as u64;
             if chunk_end > info.size {

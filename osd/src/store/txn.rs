@@ -18,7 +18,7 @@ use bytes::Bytes;
 use clustermap::{Epoch, PgId};
 use kv::{Engine, KeyRange, WriteBatch};
 
-use super::blocks::{BlockFile, Extent};
+use super::blocks::{BlockFile, BlockReader, Extent};
 use super::chunk;
 use super::config::StoreConfig;
 use super::deferred::Deferred;
@@ -521,14 +521,19 @@ impl PlanContext<'_> {
         let key = keys::data_key(self.oid, chunk);
         match self.engine.get(self.keyspace, &key)? {
             None => Ok(Vec::new()),
-            Some(value) => chunk::load(&value, self.blocks)
-                .map(std::borrow::Cow::into_owned)
-                .map_err(|detail| StoreError::Corruption {
-                    pg: self.pg,
-                    object: self.object.clone(),
-                    chunk,
-                    detail,
-                }),
+            Some(value) => chunk::load(
+                &value,
+                self.blocks
+                    .map(|blocks| BlockReader::new(blocks, Vec::new()))
+                    .as_mut(),
+            )
+            .map(std::borrow::Cow::into_owned)
+            .map_err(|detail| StoreError::Corruption {
+                pg: self.pg,
+                object: self.object.clone(),
+                chunk,
+                detail,
+            }),
         }
     }
 }
