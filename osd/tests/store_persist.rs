@@ -291,3 +291,42 @@ fn an_older_format_store_is_upgraded_on_open_even_after_an_upgrade_cut_short() {
     let (store, _) = fjall_store(dir.path(), StoreConfig::default());
     assert_eq!(store.read(PG, &obj("big"), 0, 0).unwrap(), big);
 }
+
+#[test]
+fn a_format_2_store_loses_its_on_disk_request_index_and_still_recognises_resent_requests() {
+    let dir = TempDir::new("upgrade-reqids");
+    let keyspace = pg_keyspace(PG);
+    let resent = ReqId::new(5, 1);
+    let first = {
+        let (store, engine) = fjall_store(dir.path(), StoreConfig::default());
+        store.create_pg(PG).unwrap();
+        let first = commit(&store, &obj("counter"), |t| {
+            t.reqid(resent).append(b"once;".to_vec());
+        })
+        .unwrap();
+        // Format 2 also kept `R` client tid -> version for every logged request.
+        let mut batch = WriteBatch::new();
+        let mut key = vec![b'R'];
+        key.extend_from_slice(&5u64.to_be_bytes());
+        key.extend_from_slice(&1u64.to_be_bytes());
+        batch.put(&keyspace, key, vec![1, 0, 0, 0, 1]);
+        let old = Superblock {
+            format_version: 2,
+            ..store.superblock()
+        };
+        batch.put("osd_super", b"superblock".to_vec(), old.encode());
+        engine.write_sync(batch).unwrap();
+        first
+    };
+    let (store, engine) = fjall_store(dir.path(), StoreConfig::default());
+    assert_eq!(store.superblock().format_version, FORMAT_VERSION);
+    assert!(section(engine.as_ref(), &keyspace, b'R').is_empty());
+    // The index is rebuilt from the log: the resent append is answered, not applied again.
+    assert_eq!(store.lookup_reqid(PG, resent).unwrap(), Some(first));
+    let again = commit(&store, &obj("counter"), |t| {
+        t.reqid(resent).append(b"once;".to_vec());
+    })
+    .unwrap();
+    assert_eq!(again, first);
+    assert_eq!(store.read(PG, &obj("counter"), 0, 0).unwrap(), b"once;");
+}

@@ -15,8 +15,7 @@
 //! | --- | --- |
 //! | `I` | PG info ([`super::PgInfo`]) |
 //! | `L` epoch(u32 BE) v(u64 BE) | log entry ([`super::LogEntry`]), so the log is in version order |
-//! | `R` client(u64 BE) tid(u64 BE) | the version the request was committed at (dup detection) |
-//! | `O` oid | object metadata ([`super::ObjectInfo`]); the object exists iff this key does |
+//! //! | `O` oid | object metadata ([`super::ObjectInfo`]); the object exists iff this key does |
 //! | `D` oid chunk(u32 BE) | one data chunk, checksummed and maybe compressed ([`super::chunk`]), or a reference to it in the block file |
 //! | `B` oid chunk(u32 BE) | the block file range (offset u64 BE, length u64 BE) that chunk occupies ([`super::blocks`]) |
 //! | `X` oid name | one xattr's value |
@@ -38,7 +37,7 @@
 use clustermap::PgId;
 
 use super::blocks::{Extent, BLOCK};
-use super::types::{Eversion, ObjectId, ReqId};
+use super::types::{Eversion, ObjectId};
 
 /// Bytes per data chunk: a 4 KiB write into a 4 MiB object rewrites one 64 KiB chunk.
 pub const CHUNK_SIZE: usize = 64 << 10;
@@ -55,7 +54,9 @@ const PG_KEYSPACE_PREFIX: &str = "pg:";
 
 pub(crate) const INFO_KEY: &[u8] = b"I";
 pub(crate) const LOG_TAG: u8 = b'L';
-pub(crate) const REQID_TAG: u8 = b'R';
+/// Format 2's on-disk request-id index (`R` client tid -> version), which the upgrade to
+/// format 3 removes: the index is now kept in memory ([`super::pglog::ReqIdIndex`]).
+pub(crate) const FORMAT_2_REQID_TAG: u8 = b'R';
 pub(crate) const OBJECT_TAG: u8 = b'O';
 pub(crate) const DATA_TAG: u8 = b'D';
 pub(crate) const XATTR_TAG: u8 = b'X';
@@ -190,13 +191,6 @@ pub(crate) fn omap_key(oid: &[u8], key: &[u8]) -> Vec<u8> {
 
 pub(crate) fn log_key(version: Eversion) -> Vec<u8> {
     tagged(LOG_TAG, &[&version.sort_key()])
-}
-
-pub(crate) fn reqid_key(reqid: ReqId) -> Vec<u8> {
-    tagged(
-        REQID_TAG,
-        &[&reqid.client.to_be_bytes(), &reqid.tid.to_be_bytes()],
-    )
 }
 
 /// The version a log key names.

@@ -92,6 +92,7 @@ pub use types::{Eversion, LogEntry, LogOp, ObjectId, ObjectInfo, PgInfo, PgStats
 use blocks::{BlockFile, Extent};
 use cache::MetaCache;
 use keys::{BLOCK_TAG, DATA_TAG, INFO_KEY, OBJECT_TAG, OMAP_TAG, XATTR_TAG};
+use pglog::ReqIdIndex;
 use txn::{object_section, Plan, PlanContext};
 
 /// Objects removed per batch when a PG is deleted (each may take up to a few thousand keys).
@@ -132,6 +133,8 @@ struct PgState {
     info: PgInfo,
     /// Set when the PG was removed while a caller still held its handle.
     removed: bool,
+    /// The request ids of the log's entries, matching the stored log after every commit.
+    reqids: ReqIdIndex,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -216,7 +219,8 @@ impl ObjectStore {
                             "it names another pg",
                         ));
                     }
-                    live.insert(pg, Arc::new(PgHandle::new(keyspace, info)));
+                    let reqids = ReqIdIndex::load(store.engine.as_ref(), &keyspace)?;
+                    live.insert(pg, Arc::new(PgHandle::new(keyspace, info, reqids)));
                 }
                 // No info: a removal was cut short. Finish it.
                 None => store.purge_keyspace(&keyspace)?,
@@ -354,9 +358,10 @@ impl ObjectStore {
         self.engine.write_sync(batch)?;
         // Readers of an earlier PG with this id may have cached its objects.
         self.cache.clear();
-        table
-            .live
-            .insert(pg, Arc::new(PgHandle::new(keyspace, info)));
+        table.live.insert(
+            pg,
+            Arc::new(PgHandle::new(keyspace, info, ReqIdIndex::default())),
+        );
         Ok(())
     }
 
@@ -559,10 +564,8 @@ impl ObjectStore {
         let pg = txn.pg();
         let keyspace = handle.keyspace.as_str();
         let engine = self.engine.as_ref();
-        if let Some(reqid) = txn.request_id() {
-            if let Some(version) = pglog::lookup_reqid(engine, keyspace, pg, reqid)? {
-                return Ok(version);
-            }
+        if let Some(version) = txn.request_id().and_then(|reqid| state.reqids.get(reqid)) {
+            return Ok(version);
         }
         let last_update = state.info.last_update;
         let version = match txn.fixed_version() {
@@ -616,7 +619,7 @@ impl ObjectStore {
             mtime,
         };
         pglog::append(&mut batch, keyspace, &entry, &mut info);
-        pglog::trim(
+        let trimmed = pglog::trim(
             engine,
             keyspace,
             &mut batch,
@@ -628,6 +631,7 @@ impl ObjectStore {
         batch.put(keyspace, INFO_KEY, info.encode());
         self.write_plan(batch, freed, deferred)?;
         state.info = info;
+        state.reqids.committed([&entry], &trimmed);
         self.cache.update(pg, oid, after);
         Ok(version)
     }
@@ -635,7 +639,11 @@ impl ObjectStore {
     /// The version a request was committed at, if the PG log still remembers it.
     pub fn lookup_reqid(&self, pg: PgId, reqid: ReqId) -> Result<Option<Eversion>> {
         let handle = self.handle(pg)?;
-        pglog::lookup_reqid(self.engine.as_ref(), &handle.keyspace, pg, reqid)
+        let state = lock(&handle.state);
+        if state.removed {
+            return Err(StoreError::PgNotFound { pg });
+        }
+        Ok(state.reqids.get(reqid))
     }
 
     /// Up to `max` log entries newer than `after`, oldest first (for log-based recovery).
@@ -683,12 +691,13 @@ impl ObjectStore {
 }
 
 impl PgHandle {
-    fn new(keyspace: String, info: PgInfo) -> Self {
+    fn new(keyspace: String, info: PgInfo, reqids: ReqIdIndex) -> Self {
         Self {
             keyspace,
             state: Mutex::new(PgState {
                 info,
                 removed: false,
+                reqids,
             }),
         }
     }

@@ -143,14 +143,14 @@ impl ObjectStore {
             .collect();
         sorted.sort_by_key(|entry| entry.version);
         sorted.dedup_by_key(|entry| entry.version);
-        for entry in sorted {
+        for &entry in &sorted {
             pglog::append(&mut batch, keyspace, entry, &mut info);
         }
         info.last_update = last_update;
         if info.log_tail > last_update {
             info.log_tail = last_update;
         }
-        pglog::trim(
+        let trimmed = pglog::trim(
             self.engine.as_ref(),
             keyspace,
             &mut batch,
@@ -162,6 +162,7 @@ impl ObjectStore {
         batch.put(keyspace, INFO_KEY, info.encode());
         self.engine.write(batch)?;
         pg_state.info = info;
+        pg_state.reqids.committed(sorted, &trimmed);
         Ok(())
     }
 }

@@ -6,7 +6,7 @@ use kv::{Engine, KeyRange, WriteBatch};
 
 use super::chunk;
 use super::error::Result;
-use super::keys::{self, DATA_TAG};
+use super::keys::{self, DATA_TAG, FORMAT_2_REQID_TAG};
 use super::superblock::{Superblock, FORMAT_VERSION};
 
 /// Chunks rewritten per batch (at most 4 MiB of data).
@@ -18,11 +18,20 @@ pub(crate) fn upgrade(engine: &dyn Engine, superblock: Superblock) -> Result<Sup
     if superblock.format_version == FORMAT_VERSION {
         return Ok(superblock);
     }
-    // The only older format is 1, whose chunks had no kind byte.
     let mut rewritten = 0;
     for keyspace in engine.keyspaces()? {
-        if keys::pg_of_keyspace(&keyspace).is_some() {
+        if keys::pg_of_keyspace(&keyspace).is_none() {
+            continue;
+        }
+        // Format 1's chunks had no kind byte.
+        if superblock.format_version < 2 {
             rewritten += upgrade_chunks(engine, &keyspace)?;
+        }
+        // Format 2 kept an index of request ids on disk; format 3 rebuilds it from the log.
+        if superblock.format_version < 3 {
+            let mut batch = WriteBatch::new();
+            batch.delete_range(&keyspace, KeyRange::prefix(&[FORMAT_2_REQID_TAG]));
+            engine.write(batch)?;
         }
     }
     engine.sync()?;
