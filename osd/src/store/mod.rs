@@ -16,8 +16,8 @@
 //! Other chunks whose stored form is at least [`StoreConfig::deferred_min_bytes`] are
 //! *deferred* (see `deferred`): written to the block file through the page cache, their
 //! payload kept durable in the engine's log until its next checkpoint flushes the block
-//! file, so small incompressible writes never reach the engine's tables either. A read of
-//! several chunks first asks the kernel for their block ranges in one request each run.
+//! file, so small incompressible writes never reach the engine's tables either. The block
+//! file is read with direct I/O, each run of adjacent chunks in one read.
 //! Removing a PG deletes its keyspace's keys in bounded batches, object by object, reading
 //! only metadata; the first step deletes the PG's info key, so a removal cut short by a
 //! crash is finished by the next [`ObjectStore::open`].
@@ -25,11 +25,12 @@
 //! # Transactions and durability
 //! [`ObjectStore::commit`] takes a [`Transaction`] (sub-ops on one object, with guards),
 //! checks it, runs it against the object's stored state, and writes the object's changes,
-//! the PG log entry, the request-id index and the PG info in ONE engine batch; a failing
+//! the PG log entry and the PG info in ONE engine batch; a failing
 //! sub-op writes nothing. It returns once the batch is durable: commits share syncs through
 //! the engine's group commit, so N concurrent committers cost far fewer than N fdatasyncs.
-//! A resent request (same [`ReqId`], still in the log) is not applied again; its commit
-//! returns the original version, once that is durable.
+//! A resent request (same [`ReqId`], still in the log: the PG's in-memory index of the
+//! log's request ids says so) is not applied again; its commit returns the original
+//! version, once that is durable.
 //!
 //! # Concurrency contract
 //! - Every method takes `&self`; the store is `Send + Sync` and meant to be shared.
