@@ -183,6 +183,11 @@ fn a_damaged_block_is_reported_as_corruption_of_its_chunk() {
         store.object_digest(PG, &obj("victim")),
         Err(StoreError::Corruption { chunk: 1, .. })
     ));
+    // Also when the read is served from the disk read's own buffer.
+    assert!(matches!(
+        store.read_bytes(PG, &obj("victim"), 0, 0),
+        Err(StoreError::Corruption { chunk: 1, .. })
+    ));
     // The undamaged chunk still reads.
     assert_eq!(
         store.read(PG, &obj("victim"), 10, 100).unwrap(),
@@ -356,4 +361,73 @@ fn deferred_chunks_the_block_file_lost_come_back_from_the_log() {
     let (store, _) = fjall_store(dir.path(), StoreConfig::default());
     assert_eq!(store.read(PG, &obj("small"), 0, 0).unwrap(), small);
     assert_eq!(store.read(PG, &obj("rewritten"), 0, 0).unwrap(), newest);
+}
+
+/// What a read of `len` bytes at `offset` of `data` returns (`len` 0: to the end).
+fn expected_read(data: &[u8], offset: u64, len: u64) -> &[u8] {
+    let end = if len == 0 {
+        data.len()
+    } else {
+        data.len().min((offset + len) as usize)
+    };
+    &data[(offset as usize).min(end)..end]
+}
+
+#[test]
+fn reads_of_chunks_side_by_side_are_served_in_place_and_equal_the_usual_reads() {
+    let dir = TempDir::new("blocks-in-place");
+    let (store, _) = fjall_store(dir.path(), StoreConfig::default());
+    store.create_pg(PG).unwrap();
+    let data = pattern(OBJECT_LEN + 1000, 5);
+    write_full(&store, "big", &data);
+    // Half compressible, half not: the compressed chunks live in the engine.
+    let mut mixed = vec![0u8; 4 * CHUNK as usize];
+    mixed.extend_from_slice(&pattern(4 * CHUNK as usize, 6));
+    write_full(&store, "mixed", &mixed);
+    // A hole between written chunks.
+    commit(&store, &obj("sparse"), |t| {
+        t.write(0, pattern(CHUNK as usize, 7));
+        t.write(3 * CHUNK, pattern(CHUNK as usize, 8));
+    })
+    .unwrap();
+    let chunk = CHUNK as usize;
+    let spans = [
+        (0, 0),
+        (100, 3 * CHUNK),
+        (CHUNK - 1, 2),
+        (CHUNK * 5 + 17, 200_000),
+        (0, OBJECT_LEN as u64),
+        // Into the tail held in the engine, and past the end.
+        (OBJECT_LEN as u64 - 10, 500),
+        (OBJECT_LEN as u64 - 10, 5000),
+        (OBJECT_LEN as u64 + 2000, 10),
+    ];
+    for (offset, len) in spans {
+        let usual = store.read(PG, &obj("big"), offset, len).unwrap();
+        let in_place = store.read_bytes(PG, &obj("big"), offset, len).unwrap();
+        assert_eq!(in_place, usual, "{offset}+{len}");
+        assert_eq!(usual, expected_read(&data, offset, len), "{offset}+{len}");
+    }
+    for (name, expected) in [
+        ("mixed", &mixed),
+        ("sparse", &{
+            let mut sparse = pattern(chunk, 7);
+            sparse.resize(3 * chunk, 0);
+            sparse.extend_from_slice(&pattern(chunk, 8));
+            sparse
+        }),
+    ] {
+        for (offset, len) in [(0, 0), (10, 4 * CHUNK), (CHUNK + 3, 2 * CHUNK)] {
+            let bytes = store.read_bytes(PG, &obj(name), offset, len).unwrap();
+            assert_eq!(
+                bytes,
+                expected_read(expected, offset, len),
+                "{name} {offset}+{len}"
+            );
+        }
+    }
+    // Served from the direct read's block-aligned buffer: the bytes start where the
+    // offset falls in its first block, not at a fresh allocation's start.
+    let bytes = store.read_bytes(PG, &obj("big"), 100, 3 * CHUNK).unwrap();
+    assert_eq!(bytes.as_ptr() as usize % 4096, 100);
 }

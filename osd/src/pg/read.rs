@@ -106,8 +106,8 @@ fn run_reads(
                 None
             }
             ReadStep::Read { offset, length } => {
-                let data = store.read(pg, object, *offset, *length)?;
-                Some(sub_op_result::Result::Data(Bytes::from(data)))
+                let data = store.read_bytes(pg, object, *offset, *length)?;
+                Some(sub_op_result::Result::Data(data))
             }
             ReadStep::Stat => {
                 let info = info.ok_or_else(not_found)?;

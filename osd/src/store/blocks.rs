@@ -96,6 +96,13 @@ pub(crate) struct BlockRun {
 }
 
 impl BlockRun {
+    /// The run's bytes `from..to` (relative to its start) as `Bytes`, without a copy.
+    pub fn into_bytes(self, from: usize, to: usize) -> bytes::Bytes {
+        assert!(from <= to && to <= self.len, "{from}..{to} of {}", self.len);
+        let start = self.buffer.start;
+        bytes::Bytes::from(self.buffer.storage).slice(start + from..start + to)
+    }
+
     /// The `len` bytes at `offset` if this run holds all of them.
     pub fn get(&self, offset: u64, len: usize) -> Option<&[u8]> {
         let from = usize::try_from(offset.checked_sub(self.offset)?).ok()?;

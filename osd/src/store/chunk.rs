@@ -122,6 +122,29 @@ impl BlockRef {
     pub fn offset(&self) -> u64 {
         self.offset
     }
+
+    /// The payload's length.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether the payload is the chunk's bytes as they are (not compressed).
+    pub fn is_raw(&self) -> bool {
+        self.kind == RAW && self.len <= CHUNK_SIZE
+    }
+
+    /// Checks `payload`, read from the block file, against the reference's checksum.
+    pub fn verify(&self, payload: &[u8]) -> Result<(), String> {
+        let actual = xxhash_rust::xxh3::xxh3_64(payload);
+        if actual == self.checksum {
+            Ok(())
+        } else {
+            Err(format!(
+                "xxh3-64 mismatch in the block file at {}: stored {:016x}, computed {actual:016x}",
+                self.offset, self.checksum
+            ))
+        }
+    }
 }
 
 /// `Some` for a value that references the block file (`Err` if the reference is damaged).
@@ -168,13 +191,7 @@ pub(crate) fn load<'v>(
                 reference.len
             )
         })?;
-    let actual = xxhash_rust::xxh3::xxh3_64(payload);
-    if actual != reference.checksum {
-        return Err(format!(
-            "xxh3-64 mismatch in the block file at {}: stored {:016x}, computed {actual:016x}",
-            reference.offset, reference.checksum
-        ));
-    }
+    reference.verify(payload)?;
     match reference.kind {
         RAW if payload.len() <= CHUNK_SIZE => Ok(Cow::Borrowed(payload)),
         LZ4 => decompress(payload).map(Cow::Owned),

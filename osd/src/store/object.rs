@@ -5,6 +5,7 @@
 use std::collections::BTreeMap;
 use std::ops::Bound;
 
+use bytes::Bytes;
 use clustermap::PgId;
 use kv::KeyRange;
 use xxhash_rust::xxh3::Xxh3;
@@ -104,11 +105,116 @@ impl ObjectStore {
     pub fn read(&self, pg: PgId, object: &ObjectId, offset: u64, len: u64) -> Result<Vec<u8>> {
         let _blocks = self.block_read_guard();
         let (located, info) = self.existing(pg, object)?;
-        let len = if len == 0 { info.size } else { len };
-        let end = offset.saturating_add(len).min(info.size);
-        if offset >= end {
-            return Ok(Vec::new());
+        match read_span(offset, len, info.size) {
+            Some((offset, end)) => self.read_located(pg, object, &located, offset, end),
+            None => Ok(Vec::new()),
         }
+    }
+
+    /// [`ObjectStore::read`] as `Bytes`. A read of chunks that lie side by side in the block
+    /// file as they are (what a large write of incompressible data leaves) is handed out in
+    /// the buffer the disk read filled, after its checksums are verified: no copy of it,
+    /// and no second buffer as large as the read.
+    pub fn read_bytes(&self, pg: PgId, object: &ObjectId, offset: u64, len: u64) -> Result<Bytes> {
+        let _blocks = self.block_read_guard();
+        let (located, info) = self.existing(pg, object)?;
+        let Some((offset, end)) = read_span(offset, len, info.size) else {
+            return Ok(Bytes::new());
+        };
+        if let Some(bytes) = self.read_in_place(pg, object, &located, offset, end)? {
+            return Ok(bytes);
+        }
+        self.read_located(pg, object, &located, offset, end)
+            .map(Bytes::from)
+    }
+
+    /// The bytes `offset..end` of an existing object, if they are whole, uncompressed
+    /// chunks side by side in the block file (`None`: read them the usual way).
+    fn read_in_place(
+        &self,
+        pg: PgId,
+        object: &ObjectId,
+        located: &Located,
+        offset: u64,
+        end: u64,
+    ) -> Result<Option<Bytes>> {
+        let Some(blocks) = self.blocks.as_deref() else {
+            return Ok(None);
+        };
+        let first = chunk_index(offset);
+        let last = chunk_index(end - 1);
+        if first == last {
+            return Ok(None);
+        }
+        let prefix_len = 1 + located.oid.len();
+        let range = KeyRange::new(
+            Bound::Included(keys::data_key(&located.oid, first)),
+            Bound::Included(keys::data_key(&located.oid, last)),
+        );
+        let mut references: Vec<(u32, chunk::BlockRef)> = Vec::new();
+        for item in self.engine.scan(&located.handle.keyspace, range)? {
+            let (key, value) = item?;
+            let expected = first + references.len() as u32;
+            // A hole, a chunk in the engine, a compressed or short one, or one apart from
+            // the one before: not in place.
+            let Some(Ok(reference)) = chunk::block_ref(&value) else {
+                return Ok(None);
+            };
+            let adjacent = references.last().is_none_or(|(_, previous)| {
+                previous.len() == CHUNK_SIZE
+                    && previous.offset() + CHUNK_SIZE as u64 == reference.offset()
+            });
+            if keys::chunk_of_data_key(&key, prefix_len) != Some(expected)
+                || !reference.is_raw()
+                || !adjacent
+            {
+                return Ok(None);
+            }
+            references.push((expected, reference));
+        }
+        let (Some((_, head)), Some(&(tail_chunk, tail))) = (references.first(), references.last())
+        else {
+            return Ok(None);
+        };
+        let base = u64::from(first) * CHUNK_SIZE as u64;
+        let stored_end = u64::from(tail_chunk) * CHUNK_SIZE as u64 + tail.len() as u64;
+        if tail_chunk != last || stored_end < end {
+            // The object's tail reads as zeros: that needs the usual path.
+            return Ok(None);
+        }
+        let start = head.offset();
+        let Ok(run) = blocks.read(start, (stored_end - base) as usize) else {
+            // The usual path reports the failure, chunk by chunk.
+            return Ok(None);
+        };
+        for (chunk, reference) in &references {
+            let payload = run
+                .get(reference.offset(), reference.len())
+                .expect("the run spans every chunk's payload");
+            reference
+                .verify(payload)
+                .map_err(|detail| StoreError::Corruption {
+                    pg,
+                    object: object.clone(),
+                    chunk: *chunk,
+                    detail,
+                })?;
+        }
+        Ok(Some(run.into_bytes(
+            (offset - base) as usize,
+            (end - base) as usize,
+        )))
+    }
+
+    /// The bytes `offset..end` of an existing object (held by the caller's block read guard).
+    fn read_located(
+        &self,
+        pg: PgId,
+        object: &ObjectId,
+        located: &Located,
+        offset: u64,
+        end: u64,
+    ) -> Result<Vec<u8>> {
         // end - offset <= size <= max_object_size, which a usize holds on 64-bit targets.
         let len = (end - offset) as usize;
         // Filled in chunk order without zeroing first: only holes (missing or short
@@ -144,12 +250,12 @@ impl ObjectStore {
                 copy(first, &data)?;
             }
         } else {
-            let ranges = self.block_ranges(&located, first, last)?;
+            let ranges = self.block_ranges(located, first, last)?;
             let range = KeyRange::new(
                 Bound::Included(keys::data_key(&located.oid, first)),
                 Bound::Included(keys::data_key(&located.oid, last)),
             );
-            self.for_each_chunk(pg, object, &located, range, ranges, copy)?;
+            self.for_each_chunk(pg, object, located, range, ranges, copy)?;
         }
         out.resize(len, 0);
         Ok(out)
@@ -409,6 +515,14 @@ impl ObjectStore {
             omap_digest: omap.digest(),
         })
     }
+}
+
+/// The bytes `offset..end` that a read of `len` bytes at `offset` covers in an object of
+/// `size` bytes (`len` 0: to the end), or `None` if none.
+fn read_span(offset: u64, len: u64, size: u64) -> Option<(u64, u64)> {
+    let len = if len == 0 { size } else { len };
+    let end = offset.saturating_add(len).min(size);
+    (offset < end).then_some((offset, end))
 }
 
 fn chunk_index(offset: u64) -> u32 {
