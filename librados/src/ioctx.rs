@@ -6,9 +6,12 @@
 //! [`MAX_NAME_BYTES`], is [`RadosError::InvalidArgument`]; an op carrying more data than an
 //! OSD accepts in one message is [`RadosError::TooLarge`].
 //!
-//! Writes of at most [`LINKED_OP_BYTES`], and reads whose reply is bounded by as much, go
-//! to the primary over its op link (one message each way, see `proto::link`); larger ones
-//! are unary calls, so a large message never queues small ones behind it on a link.
+//! Writes go to the primary over its op link (one message each way, see `proto::link`):
+//! small ones whole, large data as the frame's bulk segments, which neither end copies.
+//! Only a write whose other parts exceed [`LINKED_OP_BYTES`] (many small sub-ops) is a
+//! unary call. Reads use the link too, their large results coming back as bulk segments,
+//! when the sub-ops bound the reply's message to [`LINKED_OP_BYTES`]; reads to the end of
+//! an object, of attributes or of omap pages, which nothing bounds, are unary calls.
 
 use std::collections::BTreeMap;
 
@@ -29,16 +32,17 @@ pub const MAX_NAME_BYTES: usize = 2048;
 /// Room kept in a message for everything but the data (names, framing).
 const MESSAGE_OVERHEAD: usize = 1 << 20;
 
-/// The largest write (encoded request), or read (data in the reply), sent over the op link
-/// rather than as its own call; the same bound as the OSDs' replication link.
+/// The largest write (encoded request, less its bulk data), or read (data in the reply),
+/// sent over the op link rather than as its own call.
 const LINKED_OP_BYTES: usize = 64 << 10;
 
 /// What an op sends and expects, for choosing how it travels.
 enum OpKind {
     Write,
-    /// A read, with [`ReadOp::reply_bound`].
+    /// A read, with [`ReadOp::reply_bound`] and [`ReadOp::reply_message_bound`].
     Read {
         reply_bound: Option<u64>,
+        message_bound: Option<u64>,
     },
 }
 
@@ -145,9 +149,13 @@ impl IoCtx {
         };
         let expected = base.ops.len();
         let linked = match kind {
-            OpKind::Write => prost::Message::encoded_len(&base) <= LINKED_OP_BYTES,
-            OpKind::Read { reply_bound } => {
-                reply_bound.is_some_and(|bound| bound <= LINKED_OP_BYTES as u64)
+            OpKind::Write => proto::link::fits_link(&base, LINKED_OP_BYTES),
+            OpKind::Read {
+                reply_bound,
+                message_bound,
+            } => {
+                reply_bound.is_some_and(|bound| bound <= proto::link::MAX_BULK_BYTES as u64)
+                    && message_bound.is_some_and(|bound| bound <= LINKED_OP_BYTES as u64)
             }
         };
         let label_ref = label.as_str();
@@ -225,6 +233,7 @@ impl IoCtx {
     pub async fn operate_read(&self, object: &str, op: ReadOp) -> Result<ReadOutcome, RadosError> {
         let kind = OpKind::Read {
             reply_bound: op.reply_bound(),
+            message_bound: op.reply_message_bound(),
         };
         let reply = self.run(object, op.into_proto(), kind, "the read").await?;
         Ok(ReadOutcome {

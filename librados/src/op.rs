@@ -386,9 +386,21 @@ impl ReadOp {
     /// given length, stats and assertions. Attributes, omap pages and reads to the end of
     /// the object are bounded only by the object, so they have none.
     pub(crate) fn reply_bound(&self) -> Option<u64> {
+        self.bound_with(|length| length)
+    }
+
+    /// The same bound for the reply's message alone when it travels over a link: read data
+    /// of at least `proto::link::BULK_MIN_BYTES` goes as bulk segments, outside it.
+    pub(crate) fn reply_message_bound(&self) -> Option<u64> {
+        let inline_max = proto::link::BULK_MIN_BYTES as u64 - 1;
+        self.bound_with(|length| length.min(inline_max))
+    }
+
+    /// The sum of `read_bytes` of each read's length, if every sub-op bounds its reply.
+    fn bound_with(&self, read_bytes: impl Fn(u64) -> u64) -> Option<u64> {
         self.ops.iter().try_fold(0u64, |bound, op| {
             let bytes = match op.op.as_ref()? {
-                Wire::Read(read) if read.length > 0 => read.length,
+                Wire::Read(read) if read.length > 0 => read_bytes(read.length),
                 Wire::Stat(_) | Wire::AssertExists(_) | Wire::AssertVersion(_) => 0,
                 _ => return None,
             };
@@ -409,6 +421,14 @@ mod tests {
             .read(10, 4096)
             .read(0, 100);
         assert_eq!(bounded.reply_bound(), Some(4196));
+        assert_eq!(bounded.reply_message_bound(), Some(4196));
+        let large = ReadOp::new().read(0, 4 << 20).read(0, 10);
+        assert_eq!(large.reply_bound(), Some((4 << 20) + 10));
+        // The 4 MiB travels outside the message; at most the bulk bound less one stays in.
+        assert_eq!(
+            large.reply_message_bound(),
+            Some(proto::link::BULK_MIN_BYTES as u64 - 1 + 10)
+        );
         assert_eq!(ReadOp::new().read(0, 0).reply_bound(), None, "to the end");
         assert_eq!(ReadOp::new().stat().get_xattr("a").reply_bound(), None);
         assert_eq!(ReadOp::new().omap_get([&b"k"[..]]).reply_bound(), None);

@@ -2,7 +2,7 @@
 //! op to that OSD (HTTP/2 multiplexes them, so concurrent ops need no pool of their own).
 //! A channel that failed is dropped ([`OsdConns::forget`]) so the next op reconnects, and
 //! an OSD that restarts at a new address simply gets a new channel. Beside each channel, one
-//! [`OpLink`] carries the small writes (see [`crate::ioctx`]).
+//! [`OpLink`] carries the writes and small reads (see [`crate::ioctx`]).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};

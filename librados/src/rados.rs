@@ -123,7 +123,7 @@ pub(crate) struct Attempt {
 }
 
 impl Attempt {
-    /// The op link to the primary, for small writes (opened on first use).
+    /// The op link to the primary (opened on first use).
     pub(crate) fn op_link(&self) -> Arc<OpLink> {
         self.conns.op_link(self.osd, &self.addr)
     }

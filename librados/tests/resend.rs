@@ -209,7 +209,7 @@ async fn client_side_validation_sends_nothing() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn small_ops_travel_over_the_op_link_and_large_or_unbounded_ones_as_calls() {
+async fn ops_travel_over_the_op_link_unless_too_much_besides_large_data_or_unbounded() {
     let cluster = FakeCluster::start(2, 8).await;
     let rados = librados::Rados::connect(cluster.config(Duration::from_secs(5)))
         .await
@@ -218,12 +218,22 @@ async fn small_ops_travel_over_the_op_link_and_large_or_unbounded_ones_as_calls(
     let small = vec![7u8; 4096];
     let large = vec![9u8; 256 << 10];
     ioctx.write_full("small", small.clone()).await.unwrap();
+    // Large data travels beside the link's message, as a bulk segment.
     ioctx.write_full("large", large.clone()).await.unwrap();
     assert_eq!(ioctx.read("small", 0, 4096).await.unwrap(), small);
     ioctx.stat("small").await.unwrap();
-    // Reads to the end, or of more than a link frame should carry, are calls.
+    // Reads to the end are calls: nothing bounds their reply.
     assert_eq!(ioctx.read("small", 0, 0).await.unwrap(), small);
     assert_eq!(ioctx.read("large", 0, 256 << 10).await.unwrap(), large);
+    // Twenty writes just under the bulk bound stay in the message: too much for the link.
+    let piece = vec![5u8; (60 << 10) - 1];
+    let many = (0..20u64).fold(librados::WriteOp::new(), |op, n| {
+        op.write(n * piece.len() as u64, piece.clone())
+    });
+    ioctx.operate("many", many).await.unwrap();
+    let read = ioctx.read("many", 0, 0).await.unwrap();
+    assert_eq!(read.len(), 20 * piece.len());
+    assert!(read.iter().all(|&byte| byte == 5));
     let linked = |object: &str| -> Vec<bool> {
         cluster
             .received(object)
@@ -232,7 +242,8 @@ async fn small_ops_travel_over_the_op_link_and_large_or_unbounded_ones_as_calls(
             .collect()
     };
     assert_eq!(linked("small"), [true, true, true, false]);
-    assert_eq!(linked("large"), [false, false]);
+    assert_eq!(linked("large"), [true, true]);
+    assert_eq!(linked("many"), [false, false]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,4 +1,4 @@
-//! The link that carries small replicated writes from this OSD to one peer: a
+//! The link that carries replicated writes from this OSD to one peer: a
 //! [`proto::link::Link`] of kind `Replicate` (see there for why and how it fails).
 
 use std::sync::Arc;

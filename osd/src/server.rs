@@ -1,4 +1,4 @@
-//! The `Osd` gRPC service and the links' requests (small ops and replicated writes, see
+//! The `Osd` gRPC service and the links' requests (client ops and replicated writes, see
 //! [`proto::link`]): every rpc of osd.proto, each a thin layer that checks epochs
 //! and placement, then hands over to the PG ([`crate::pg`]) or answers from the store.
 //! Client-visible failures are built in one place ([`crate::wire::OpFailure`]); no input

@@ -1,7 +1,10 @@
 //! The replication link (`ReplicaLink`) against a scripted peer: replies are matched to
 //! their writes by tag whatever order they come in, and a link that ends (or whose peer
 //! sends a malformed frame) fails the writes waiting on it at once (not at their deadline)
-//! and marks the link closed.
+//! and marks the link closed. Large writes travel as bulk segments and arrive whole, in
+//! buffers aligned for direct I/O.
+
+mod common;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -22,6 +25,30 @@ enum Script {
     FailOnFirstWrite,
     /// Answers the first write with a frame longer than a link may carry.
     OversizedReply,
+    /// Answers each write at once with a description of its sub-ops' data ([`describe`]).
+    DescribeData,
+}
+
+/// Per sub-op: its data's length, whether it starts on a 4 KiB boundary, and its xxh3.
+fn describe(ops: &[SubOp]) -> String {
+    ops.iter()
+        .map(|op| {
+            let data = match &op.op {
+                Some(sub_op::Op::Write(write)) => &write.data,
+                Some(sub_op::Op::WriteFull(write)) => &write.data,
+                Some(sub_op::Op::Append(append)) => &append.data,
+                _ => return "-".to_owned(),
+            };
+            let aligned = (data.as_ptr() as usize).is_multiple_of(link::BULK_ALIGN);
+            format!(
+                "{} {} {:x}",
+                data.len(),
+                aligned,
+                xxhash_rust::xxh3::xxh3_64(data)
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 fn echo(write: &TaggedReplicate) -> TaggedReplicateReply {
@@ -51,6 +78,16 @@ async fn run_script(script: Script, stream: TcpStream) {
             write.write_all(&[0u8; 1024]).await.unwrap();
             // Held open: the client must give up on its own.
             let _ = writes.next::<TaggedReplicate>().await;
+        }
+        Script::DescribeData => {
+            let replies = FrameWriter::attached(write);
+            while let Ok(Some(write)) = writes.next::<TaggedReplicate>().await {
+                let mut reply = echo(&write);
+                if let (Some(answer), Some(request)) = (reply.reply.as_mut(), &write.request) {
+                    answer.message = describe(&request.ops);
+                }
+                assert!(replies.send(&reply));
+            }
         }
         Script::ReverseBatches { batch } => {
             let replies = FrameWriter::attached(write);
@@ -200,4 +237,96 @@ async fn a_write_fails_closed_long_before_its_deadline(addr: String) {
     assert!(matches!(outcome, Err(LinkError::Closed)), "got {outcome:?}");
     assert!(link.is_closed());
     assert!(started.elapsed() < Duration::from_secs(10));
+}
+
+fn pattern(seed: u64, len: usize) -> bytes::Bytes {
+    common::pattern(len, seed).into()
+}
+
+fn writing(ops: Vec<sub_op::Op>) -> ReplicateRequest {
+    ReplicateRequest {
+        epoch: 1,
+        ops: ops.into_iter().map(|op| SubOp { op: Some(op) }).collect(),
+        ..ReplicateRequest::default()
+    }
+}
+
+#[tokio::test]
+async fn large_data_arrives_whole_and_aligned_among_small_writes() {
+    let (addr, _) = start_peer(Script::DescribeData).await;
+    let link = replica_link::open(addr, 1);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let big = pattern(1, 4 << 20);
+    let medium = pattern(2, link::BULK_MIN_BYTES);
+    let small = pattern(3, link::BULK_MIN_BYTES - 1);
+    // One request mixing bulk data (two sub-ops), data kept in the message, and a sub-op
+    // without data; small requests around it on the same link.
+    let mixed = writing(vec![
+        sub_op::Op::Write(WriteOp {
+            offset: 0,
+            data: big.clone(),
+        }),
+        sub_op::Op::Truncate(TruncateOp { size: 1 }),
+        sub_op::Op::Append(AppendOp {
+            data: small.clone(),
+        }),
+        sub_op::Op::WriteFull(WriteFullOp {
+            data: medium.clone(),
+        }),
+    ]);
+    let before = link.send(write_at(7)).expect("the link is open");
+    let mixed = link.send(mixed).expect("the link is open");
+    let after = link.send(write_at(8)).expect("the link is open");
+    let unaligned = |data: &bytes::Bytes| {
+        format!(
+            "{} false {:x}",
+            data.len(),
+            xxhash_rust::xxh3::xxh3_64(data)
+        )
+    };
+    let aligned =
+        |data: &bytes::Bytes| format!("{} true {:x}", data.len(), xxhash_rust::xxh3::xxh3_64(data));
+    let mixed = mixed.reply_until(deadline).await.expect("its reply");
+    let described: Vec<&str> = mixed.message.split("; ").collect();
+    assert_eq!(described[0], aligned(&big), "the 4 MiB write");
+    assert_eq!(described[1], "-");
+    // Kept in the message: its length and bytes (its alignment is whatever it is).
+    assert!(
+        described[2] == unaligned(&small) || described[2] == aligned(&small),
+        "the small append: {}",
+        described[2]
+    );
+    assert_eq!(
+        described[3],
+        aligned(&medium),
+        "the write_full at the bulk bound"
+    );
+    assert_eq!(before.reply_until(deadline).await.unwrap().epoch, 7);
+    assert_eq!(after.reply_until(deadline).await.unwrap().epoch, 8);
+    assert!(!link.is_closed());
+}
+
+#[tokio::test]
+async fn a_request_too_large_for_a_frame_is_refused_and_the_link_stays_open() {
+    let (addr, _) = start_peer(Script::DescribeData).await;
+    let link = replica_link::open(addr, 1);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    // Sub-ops under the bulk bound stay in the message: twenty of them exceed a frame.
+    let piece = pattern(4, link::BULK_MIN_BYTES - 1);
+    let ops = (0..20)
+        .map(|n| {
+            sub_op::Op::Write(WriteOp {
+                offset: n * piece.len() as u64,
+                data: piece.clone(),
+            })
+        })
+        .collect();
+    let outcome = link.call_until(writing(ops), deadline).await;
+    assert!(
+        matches!(outcome, Err(LinkError::TooLarge)),
+        "got {outcome:?}"
+    );
+    assert!(!link.is_closed());
+    let again = link.call_until(write_at(3), deadline).await;
+    assert_eq!(again.expect("the link still carries writes").epoch, 3);
 }

@@ -7,7 +7,7 @@ mod common;
 use std::os::unix::fs::FileExt;
 
 use common::*;
-use osd::store::{ObjectStore, StoreConfig, StoreError, WriteOp};
+use osd::store::{ObjectStore, StoreConfig, StoreError, Transaction, WriteOp};
 
 const OBJECT_LEN: usize = 4 << 20;
 
@@ -430,4 +430,53 @@ fn reads_of_chunks_side_by_side_are_served_in_place_and_equal_the_usual_reads() 
     // offset falls in its first block, not at a fresh allocation's start.
     let bytes = store.read_bytes(PG, &obj("big"), 100, 3 * CHUNK).unwrap();
     assert_eq!(bytes.as_ptr() as usize % 4096, 100);
+}
+
+/// `bytes` in a buffer that starts `skew` bytes past a 4 KiB boundary.
+fn placed(bytes: &[u8], skew: usize) -> bytes::Bytes {
+    let mut storage: Vec<u8> = Vec::with_capacity(bytes.len() + 8192);
+    let start = storage.as_ptr().align_offset(4096) + skew;
+    storage.resize(start, 0);
+    storage.extend_from_slice(bytes);
+    bytes::Bytes::from(storage).slice(start..)
+}
+
+#[test]
+fn incompressible_data_on_a_block_boundary_goes_to_disk_from_where_it_lies() {
+    let (store, _) = memory_store();
+    let random = pattern(OBJECT_LEN, 11);
+    let zeros = vec![0u8; OBJECT_LEN];
+    // (name, data, whether the block file write takes it in place)
+    let cases = [
+        ("aligned", placed(&random, 0), true),
+        ("unaligned", placed(&random, 512), false),
+        // Whole chunks from byte 1000 on: not where a block starts.
+        ("offset", placed(&random[..OBJECT_LEN - 1000], 0), false),
+        ("compressible", placed(&zeros, 0), false),
+    ];
+    for (name, data, expected) in cases {
+        let ops = if name == "offset" {
+            vec![WriteOp::Write {
+                offset: 1000,
+                data: data.clone(),
+            }]
+        } else {
+            vec![WriteOp::WriteFull { data: data.clone() }]
+        };
+        let staged = store.stage(&ops).unwrap();
+        assert_eq!(staged.written_in_place(), expected, "{name}");
+        let mut txn = Transaction::new(PG, obj(name), 1);
+        for op in ops {
+            txn.push(op);
+        }
+        store.apply_staged(txn, staged).unwrap();
+        let read = store.read(PG, &obj(name), 0, 0).unwrap();
+        let offset = if name == "offset" { 1000 } else { 0 };
+        assert_eq!(read.len(), offset + data.len(), "{name}");
+        assert!(read[..offset].iter().all(|&byte| byte == 0), "{name}");
+        assert!(
+            read[offset..] == data[..],
+            "{name}: the data read back differs"
+        );
+    }
 }

@@ -178,6 +178,43 @@ async fn bad_requests_get_typed_errors_and_hurt_nothing() {
             &pattern(8, 100)[..],
         ]
         .concat(),
+        // Bulk frames (large writes' data after the message): no segments; segments
+        // adding up to more than a message may hold; a segment for a request that has no
+        // sub-op to carry it; a segment cut short by the connection's end.
+        [
+            &b"SHOALLNK"[..],
+            &[2],
+            &[0, 0, 0, 0x80],
+            &0u32.to_le_bytes()[..],
+        ]
+        .concat(),
+        [
+            &b"SHOALLNK"[..],
+            &[1],
+            &[0, 0, 0, 0x80],
+            &2u32.to_le_bytes()[..],
+            &[0, 0, 0, 0, 0xff, 0xff, 0xff, 0x7f][..],
+            &[1, 0, 0, 0, 0xff, 0xff, 0xff, 0x7f][..],
+        ]
+        .concat(),
+        [
+            &b"SHOALLNK"[..],
+            &[2],
+            &[0, 0, 0, 0x80],
+            &1u32.to_le_bytes()[..],
+            &[5, 0, 0, 0, 100, 0, 0, 0][..],
+            &pattern(10, 100)[..],
+        ]
+        .concat(),
+        [
+            &b"SHOALLNK"[..],
+            &[1],
+            &[0, 0, 0, 0x80],
+            &1u32.to_le_bytes()[..],
+            &[0, 0, 0, 0, 0, 0, 1, 0][..],
+            &pattern(11, 1000)[..],
+        ]
+        .concat(),
         // A whole frame, then a frame cut short by the connection's end.
         [
             &b"SHOALLNK"[..],

@@ -151,6 +151,7 @@ impl Pg {
             ops: wire_ops,
             prior_version: None,
         };
+        let linked = proto::link::fits_link(&request, proto::link::MAX_FRAME_BYTES);
         // Apply under the head lock (ordered, not synced), off the async threads.
         let pg = Arc::clone(self);
         let sender = Arc::clone(node);
@@ -229,7 +230,7 @@ impl Pg {
                     .position(|(to, _)| *to == peer)
                     .map(|at| sent.swap_remove(at).1);
                 async move {
-                    self.replicate_to(node, peer, request, inline, interval, deadline, first)
+                    self.replicate_to(node, peer, request, linked, interval, deadline, first)
                         .await
                         .map_err(|_| WriteFailure::Replica)
                 }
@@ -283,16 +284,16 @@ impl Pg {
     }
 
     /// Sends one write to one replica until it is durable there, the interval changes
-    /// or the deadline passes. A `small` write (the bound of inline store work) goes over
-    /// the peer's replication link; a large one as its own gRPC request, so that it does
-    /// not hold up the small ones queued behind it on the link.
+    /// or the deadline passes. A `linked` write goes over the peer's replication link (its
+    /// large data as bulk segments, see `proto::link`); one with too much else to fit a
+    /// frame (many small sub-ops) as its own gRPC request.
     #[allow(clippy::too_many_arguments)]
     async fn replicate_to(
         self: &Arc<Self>,
         node: &Arc<Node>,
         peer: i32,
         mut request: ReplicateRequest,
-        small: bool,
+        linked: bool,
         interval: u64,
         deadline: Instant,
         mut first: Option<SentReplicate>,
@@ -320,7 +321,7 @@ impl Pg {
                     })
                     .ok(),
                 (None, Some(map)) => {
-                    self.replicate_once(node, &map, peer, &request, small, deadline, attempt)
+                    self.replicate_once(node, &map, peer, &request, linked, deadline, attempt)
                         .await
                 }
                 (None, None) => None,
@@ -360,7 +361,7 @@ impl Pg {
         }
     }
 
-    /// One attempt to send `request` to `peer` (over its link when `small`); `None`
+    /// One attempt to send `request` to `peer` (over its link when `linked`); `None`
     /// when no reply came.
     #[allow(clippy::too_many_arguments)]
     async fn replicate_once(
@@ -369,11 +370,11 @@ impl Pg {
         map: &ClusterMap,
         peer: i32,
         request: &ReplicateRequest,
-        small: bool,
+        linked: bool,
         deadline: Instant,
         attempt: u32,
     ) -> Option<ReplicateReply> {
-        let outcome = if small {
+        let outcome = if linked {
             let link = node.peers.link(map, peer)?;
             link.call_until(request.clone(), deadline)
                 .await

@@ -65,6 +65,13 @@ fn pays(compressed: usize, len: usize) -> bool {
     compressed <= len - len / 8
 }
 
+impl Payload<'_> {
+    /// Whether the payload is the chunk's bytes themselves (not compressed).
+    pub fn is_raw(&self) -> bool {
+        self.kind == RAW
+    }
+}
+
 /// The payload to store for a chunk's bytes: compressed where that pays.
 pub(crate) fn payload(data: &[u8], compression: Compression) -> Payload<'_> {
     let worth_trying = data.len() <= 2 * SAMPLE_LEN || {

@@ -10,7 +10,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use super::blocks::{blocks_for, AlignedBuf, BlockFile, Extent};
+use super::blocks::{blocks_for, AlignedBuf, BlockFile, Extent, BLOCK};
 use super::chunk::{self, Payload};
 use super::config::StoreConfig;
 use super::error::Result;
@@ -33,6 +33,8 @@ pub(crate) struct StagedChunk {
 #[derive(Debug, Default)]
 pub struct Staged {
     inner: Option<Inner>,
+    /// The block file write took the data from where it lay (see [`in_place`]).
+    in_place: bool,
 }
 
 #[derive(Debug)]
@@ -65,6 +67,12 @@ impl Staged {
     /// How many chunks are staged (for tests and statistics).
     pub fn staged_chunks(&self) -> usize {
         self.inner.as_ref().map_or(0, |inner| inner.chunks.len())
+    }
+
+    /// Whether the chunks went to the block file straight from the sub-op's data, without
+    /// a copy (for tests and statistics).
+    pub fn written_in_place(&self) -> bool {
+        self.in_place
     }
 }
 
@@ -99,6 +107,8 @@ pub(crate) fn stage(
     config: &StoreConfig,
 ) -> Result<Staged> {
     let mut payloads: Vec<((usize, u32), Payload<'_>)> = Vec::new();
+    // Where each block payload starts in its sub-op's data.
+    let mut starts: Vec<usize> = Vec::new();
     let mut chunks = BTreeMap::new();
     let mut sources = BTreeMap::new();
     for (index, op) in ops.iter().enumerate() {
@@ -123,6 +133,7 @@ pub(crate) fn stage(
             sources.insert(index, data.as_ptr() as usize);
             if payload.bytes.len() >= config.block_min_bytes {
                 payloads.push((key, payload));
+                starts.push(from);
             } else {
                 let chunk = StagedChunk {
                     extent: None,
@@ -141,6 +152,7 @@ pub(crate) fn stage(
                 sources,
                 chunks,
             }),
+            in_place: false,
         });
     }
     let total: u64 = payloads
@@ -148,11 +160,16 @@ pub(crate) fn stage(
         .map(|(_, payload)| blocks_for(payload.bytes.len()))
         .sum();
     let whole = blocks.allocate(total)?;
-    let mut buffer = AlignedBuf::with_capacity(total as usize);
+    let in_place = in_place(ops, &payloads, &starts);
+    let mut buffer = in_place
+        .is_none()
+        .then(|| AlignedBuf::with_capacity(total as usize));
     let mut at = 0u64;
     for (key, payload) in &payloads {
         let len = payload.bytes.len();
-        buffer.push_padded(&payload.bytes);
+        if let Some(buffer) = buffer.as_mut() {
+            buffer.push_padded(&payload.bytes);
+        }
         let extent = Extent {
             offset: whole.offset + at,
             len: blocks_for(len),
@@ -174,8 +191,39 @@ pub(crate) fn stage(
             sources,
             chunks,
         }),
+        in_place: in_place.is_some(),
     };
-    blocks.write(whole.offset, buffer.as_slice())?;
+    let bytes = match (in_place, &buffer) {
+        (Some(bytes), _) => bytes,
+        (None, Some(buffer)) => buffer.as_slice(),
+        (None, None) => unreachable!("a buffer is made unless the data is written in place"),
+    };
+    blocks.write(whole.offset, bytes)?;
     blocks.flush()?;
     Ok(staged)
+}
+
+/// The bytes the block payloads are, as they lie in their sub-op's data, when a direct
+/// write can take them from there: all raw, whole blocks each, side by side in one
+/// sub-op's data, from a block-aligned address (what a link's bulk segment delivers for a
+/// large incompressible write). Saves copying them into an aligned buffer.
+fn in_place<'d>(
+    ops: &'d [WriteOp],
+    payloads: &[((usize, u32), Payload<'_>)],
+    starts: &[usize],
+) -> Option<&'d [u8]> {
+    let ((op, _), _) = payloads.first()?;
+    let (_, data) = positioned(&ops[*op])?;
+    let mut end = starts[0];
+    for (((index, _), payload), &start) in payloads.iter().zip(starts) {
+        let len = payload.bytes.len();
+        if *index != *op || start != end || !payload.is_raw() || len % BLOCK as usize != 0 {
+            return None;
+        }
+        end += len;
+    }
+    let run = &data[starts[0]..end];
+    (run.as_ptr() as usize)
+        .is_multiple_of(BLOCK as usize)
+        .then_some(run)
 }
