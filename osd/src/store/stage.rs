@@ -106,9 +106,8 @@ pub(crate) fn stage(
     ops: &[WriteOp],
     config: &StoreConfig,
 ) -> Result<Staged> {
-    let mut payloads: Vec<((usize, u32), Payload<'_>)> = Vec::new();
-    // Where each block payload starts in its sub-op's data.
-    let mut starts: Vec<usize> = Vec::new();
+    // (sub-op index, chunk), where the chunk starts in the sub-op's data, its payload.
+    let mut payloads: Vec<((usize, u32), usize, Payload<'_>)> = Vec::new();
     let mut chunks = BTreeMap::new();
     let mut sources = BTreeMap::new();
     for (index, op) in ops.iter().enumerate() {
@@ -132,8 +131,7 @@ pub(crate) fn stage(
             );
             sources.insert(index, data.as_ptr() as usize);
             if payload.bytes.len() >= config.block_min_bytes {
-                payloads.push((key, payload));
-                starts.push(from);
+                payloads.push((key, from, payload));
             } else {
                 let chunk = StagedChunk {
                     extent: None,
@@ -157,19 +155,12 @@ pub(crate) fn stage(
     }
     let total: u64 = payloads
         .iter()
-        .map(|(_, payload)| blocks_for(payload.bytes.len()))
+        .map(|(_, _, payload)| blocks_for(payload.bytes.len()))
         .sum();
     let whole = blocks.allocate(total)?;
-    let in_place = in_place(ops, &payloads, &starts);
-    let mut buffer = in_place
-        .is_none()
-        .then(|| AlignedBuf::with_capacity(total as usize));
     let mut at = 0u64;
-    for (key, payload) in &payloads {
+    for (key, _, payload) in &payloads {
         let len = payload.bytes.len();
-        if let Some(buffer) = buffer.as_mut() {
-            buffer.push_padded(&payload.bytes);
-        }
         let extent = Extent {
             offset: whole.offset + at,
             len: blocks_for(len),
@@ -185,18 +176,27 @@ pub(crate) fn stage(
         at += extent.len;
     }
     // From here on, dropping the value gives the space back.
-    let staged = Staged {
+    let mut staged = Staged {
         inner: Some(Inner {
             blocks: Arc::clone(blocks),
             sources,
             chunks,
         }),
-        in_place: in_place.is_some(),
+        in_place: false,
     };
-    let bytes = match (in_place, &buffer) {
-        (Some(bytes), _) => bytes,
-        (None, Some(buffer)) => buffer.as_slice(),
-        (None, None) => unreachable!("a buffer is made unless the data is written in place"),
+    let in_place = in_place(ops, &payloads);
+    staged.in_place = in_place.is_some();
+    let copied;
+    let bytes = match in_place {
+        Some(bytes) => bytes,
+        None => {
+            let mut buffer = AlignedBuf::with_capacity(total as usize);
+            for (_, _, payload) in &payloads {
+                buffer.push_padded(&payload.bytes);
+            }
+            copied = buffer;
+            copied.as_slice()
+        }
     };
     blocks.write(whole.offset, bytes)?;
     blocks.flush()?;
@@ -209,20 +209,19 @@ pub(crate) fn stage(
 /// large incompressible write). Saves copying them into an aligned buffer.
 fn in_place<'d>(
     ops: &'d [WriteOp],
-    payloads: &[((usize, u32), Payload<'_>)],
-    starts: &[usize],
+    payloads: &[((usize, u32), usize, Payload<'_>)],
 ) -> Option<&'d [u8]> {
-    let ((op, _), _) = payloads.first()?;
-    let (_, data) = positioned(&ops[*op])?;
-    let mut end = starts[0];
-    for (((index, _), payload), &start) in payloads.iter().zip(starts) {
+    let &((op, _), first, _) = payloads.first()?;
+    let (_, data) = positioned(&ops[op])?;
+    let mut end = first;
+    for ((index, _), start, payload) in payloads {
         let len = payload.bytes.len();
-        if *index != *op || start != end || !payload.is_raw() || len % BLOCK as usize != 0 {
+        if *index != op || *start != end || !payload.is_raw() || len % BLOCK as usize != 0 {
             return None;
         }
         end += len;
     }
-    let run = &data[starts[0]..end];
+    let run = &data[first..end];
     (run.as_ptr() as usize)
         .is_multiple_of(BLOCK as usize)
         .then_some(run)
