@@ -112,6 +112,56 @@ fn everything_committed_is_there_after_reopen() {
 }
 
 #[test]
+fn the_pg_info_is_whole_after_every_reopen_whether_or_not_the_log_was_trimmed() {
+    let dir = TempDir::new("info-reopen");
+    // A short log: some of the segments below end right after a trim, some between trims.
+    let config = StoreConfig {
+        pg_log_max_entries: 6,
+        pg_log_trim_batch: 4,
+        ..StoreConfig::default()
+    };
+    let mut sizes: std::collections::BTreeMap<String, u64> = Default::default();
+    let mut before_close = None;
+    let mut round = 0u64;
+    for commits in [1, 3, 2, 5, 4, 7] {
+        let (store, _) = fjall_store(dir.path(), config.clone());
+        match before_close {
+            None => store.create_pg(PG).unwrap(),
+            Some(info) => assert_eq!(store.pg_info(PG).unwrap(), info),
+        }
+        for _ in 0..commits {
+            round += 1;
+            let name = format!("o{}", round % 5);
+            if round.is_multiple_of(4) && sizes.contains_key(&name) {
+                commit(&store, &obj(&name), |t| {
+                    t.remove();
+                })
+                .unwrap();
+                sizes.remove(&name);
+            } else {
+                let data = pattern(round as usize * 100, round);
+                commit(&store, &obj(&name), |t| {
+                    t.append(data.clone());
+                })
+                .unwrap();
+                *sizes.entry(name).or_default() += data.len() as u64;
+            }
+        }
+        let info = store.pg_info(PG).unwrap();
+        assert_eq!(info.stats.objects, sizes.len() as u64);
+        assert_eq!(info.stats.bytes, sizes.values().sum::<u64>());
+        let log = store.read_log(PG, info.log_tail, 100).unwrap();
+        assert_eq!(log.len() as u64, info.log_len);
+        assert_eq!(
+            log.last().map(|entry| entry.version),
+            Some(info.last_update)
+        );
+        before_close = Some(info);
+    }
+    assert!(round > config.pg_log_max_entries * 3, "the log was trimmed");
+}
+
+#[test]
 fn the_superblock_guards_format_and_identity() {
     let dir = TempDir::new("superblock");
     let engine = kv::open(Backend::Fjall, dir.path(), &Options::default()).unwrap();

@@ -36,7 +36,7 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -368,6 +368,34 @@ impl FrameReader {
     }
 }
 
+/// When a sender that finds the socket idle writes the queue.
+///
+/// A loopback socket write costs some microseconds of system time whatever it carries (on
+/// a small VM, with the receiver's share of the TCP stack run in the sender's context):
+/// under 4 KiB writes with 16 in flight, each small frame written by itself made `writev`
+/// the largest single cost of the machine, about six per client write. So a sender that
+/// knows more frames are coming on its connection (other calls of the link unanswered,
+/// other requests of the connection still being served) corks: the queue is written by a
+/// task that first yields to the tasks already ready, whose frames then share its write.
+/// That halved the `writev` calls per client write and gave about 5 % more writes per
+/// second. A lone frame is written at once: the yield would add a scheduler round (an
+/// `epoll_wait` and a wake-up) to its latency, which at one write in flight cost half
+/// again of the write's latency.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Flush {
+    Now,
+    Corked,
+}
+
+/// More frames are coming after this one when others are outstanding besides it.
+fn flush_with(outstanding: usize) -> Flush {
+    if outstanding > 1 {
+        Flush::Corked
+    } else {
+        Flush::Now
+    }
+}
+
 /// The sending side of one connection. A frame is queued, and whichever sender finds the
 /// socket idle writes the queue from its own task; only what the socket cannot take at
 /// once is left to a spawned task. Until the connection is attached, frames just queue.
@@ -476,20 +504,22 @@ impl FrameWriter {
     fn attach(self: &Arc<Self>, socket: OwnedWriteHalf) {
         let mut outbox = self.outbox();
         outbox.socket = Some(Arc::new(socket));
-        self.write_queue(outbox);
+        self.write_queue(outbox, Flush::Now);
     }
 
-    /// Queues `message`; `false` once the connection has failed.
+    /// Queues `message` and writes it at once; `false` once the connection has failed.
     pub fn send<M: prost::Message>(self: &Arc<Self>, message: &M) -> bool {
-        self.send_with_bulk(message, Vec::new())
+        self.send_with_bulk(message, Vec::new(), Flush::Now)
     }
 
     /// Queues `message` with `bulk` segments after it (a bulk frame unless `bulk` is
-    /// empty); `false` once the connection has failed. The caller checked the sizes.
+    /// empty), to be written as `flush` says; `false` once the connection has failed. The
+    /// caller checked the sizes.
     fn send_with_bulk<M: prost::Message>(
         self: &Arc<Self>,
         message: &M,
         bulk: Vec<(u32, Bytes)>,
+        flush: Flush,
     ) -> bool {
         let mut outbox = self.outbox();
         if outbox.broken {
@@ -518,7 +548,7 @@ impl FrameWriter {
                 .segments
                 .extend(data.filter(|bytes| !bytes.is_empty()));
         }
-        self.write_queue(outbox);
+        self.write_queue(outbox, flush);
         true
     }
 
@@ -554,8 +584,10 @@ impl FrameWriter {
         self.drained.notify_waiters();
     }
 
-    /// Writes the queue now if nobody else is, without waiting on the socket.
-    fn write_queue<'a>(self: &'a Arc<Self>, mut outbox: MutexGuard<'a, Outbox>) {
+    /// Writes the queue if nobody else is, without waiting on the socket: now, or, when
+    /// `flush` is [`Flush::Corked`], from a task that first lets the tasks already ready
+    /// run (outside a tokio runtime there are none: then now).
+    fn write_queue<'a>(self: &'a Arc<Self>, mut outbox: MutexGuard<'a, Outbox>, flush: Flush) {
         if outbox.writing || outbox.broken || outbox.is_empty() {
             return;
         }
@@ -563,6 +595,18 @@ impl FrameWriter {
             return;
         };
         outbox.writing = true;
+        if flush == Flush::Corked {
+            if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+                drop(outbox);
+                let writer = Arc::clone(self);
+                runtime.spawn(async move {
+                    tokio::task::yield_now().await;
+                    let batch = writer.outbox().take();
+                    writer.finish(socket, batch).await;
+                });
+                return;
+            }
+        }
         loop {
             let mut batch = outbox.take();
             drop(outbox);
@@ -745,7 +789,11 @@ impl<Q: Tagged, A: Tagged> Link<Q, A> {
     fn start(&self, request: Q::Inner) -> Result<(u64, oneshot::Receiver<A::Inner>), LinkError> {
         let tag = self.next_tag.fetch_add(1, Ordering::Relaxed);
         let (reply_to, reply) = oneshot::channel();
-        self.waiting().insert(tag, reply_to);
+        let flush = {
+            let mut waiting = self.waiting();
+            waiting.insert(tag, reply_to);
+            flush_with(waiting.len())
+        };
         // Checked after registering: a close that ran before the insert is seen here, one
         // that runs after it drops our sender.
         let mut frame = Q::tag(tag, request);
@@ -758,7 +806,7 @@ impl<Q: Tagged, A: Tagged> Link<Q, A> {
             self.waiting().remove(&tag);
             return Err(LinkError::TooLarge);
         }
-        if self.is_closed() || !self.writer.send_with_bulk(&frame, bulk) {
+        if self.is_closed() || !self.writer.send_with_bulk(&frame, bulk, flush) {
             self.waiting().remove(&tag);
             return Err(LinkError::Closed);
         }
@@ -824,6 +872,8 @@ pub async fn serve<Q, A, F, Fut>(
     let (read, write) = stream.into_split();
     let writer = FrameWriter::attached(write);
     let mut requests = FrameReader::new(read);
+    // Requests of this connection whose replies are not queued yet (see `Flush`).
+    let serving = Arc::new(AtomicUsize::new(0));
     loop {
         if writer.backlog() > SERVER_BACKLOG_BYTES {
             writer.backlog_below(SERVER_BACKLOG_BYTES / 2).await;
@@ -835,10 +885,13 @@ pub async fn serve<Q, A, F, Fut>(
                 match request {
                     Some(request) => {
                         let reply = answer(request);
+                        let serving = Arc::clone(&serving);
+                        serving.fetch_add(1, Ordering::Relaxed);
                         tokio::spawn(async move {
                             let mut frame = A::tag(tag, reply.await);
                             let bulk = frame.take_bulk();
-                            writer.send_with_bulk(&frame, bulk);
+                            let flush = flush_with(serving.fetch_sub(1, Ordering::Relaxed));
+                            writer.send_with_bulk(&frame, bulk, flush);
                         });
                     }
                     None => {

@@ -77,9 +77,17 @@ pub(crate) struct Decoder<'a> {
 impl<'a> Decoder<'a> {
     /// Starts reading a record and checks its record version.
     pub fn new(bytes: &'a [u8], record_version: u8) -> DecodeResult<Self> {
+        Self::any_of(bytes, record_version..=record_version).map(|(decoder, _)| decoder)
+    }
+
+    /// Starts reading a record written in one of `record_versions`, and says which.
+    pub fn any_of(
+        bytes: &'a [u8],
+        record_versions: std::ops::RangeInclusive<u8>,
+    ) -> DecodeResult<(Self, u8)> {
         let mut decoder = Self { rest: bytes };
         match decoder.u8()? {
-            version if version == record_version => Ok(decoder),
+            version if record_versions.contains(&version) => Ok((decoder, version)),
             _ => Err("unknown record version"),
         }
     }

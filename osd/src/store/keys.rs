@@ -13,8 +13,8 @@
 //!
 //! | key | value |
 //! | --- | --- |
-//! | `I` | PG info ([`super::PgInfo`]) |
-//! | `L` epoch(u32 BE) v(u64 BE) | log entry ([`super::LogEntry`]), so the log is in version order |
+//! | `I` | PG info ([`super::PgInfo`]) as of the last change of the log's tail; the log entries after it bring it forward |
+//! | `L` epoch(u32 BE) v(u64 BE) | log entry ([`super::LogEntry`]) with the PG's statistics after it, so the log is in version order |
 //! //! | `O` oid | object metadata ([`super::ObjectInfo`]); the object exists iff this key does |
 //! | `D` oid chunk(u32 BE) | one data chunk, checksummed and maybe compressed ([`super::chunk`]), or a reference to it in the block file |
 //! | `B` oid chunk(u32 BE) | the block file range (offset u64 BE, length u64 BE) that chunk occupies ([`super::blocks`]) |

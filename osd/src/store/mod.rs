@@ -220,7 +220,7 @@ impl ObjectStore {
                             "it names another pg",
                         ));
                     }
-                    let reqids = ReqIdIndex::load(store.engine.as_ref(), &keyspace)?;
+                    let (info, reqids) = pglog::open(store.engine.as_ref(), &keyspace, info)?;
                     live.insert(pg, Arc::new(PgHandle::new(keyspace, info, reqids)));
                 }
                 // No info: a removal was cut short. Finish it.
@@ -629,7 +629,10 @@ impl ObjectStore {
             self.config.pg_log_trim_batch,
             version,
         )?;
-        batch.put(keyspace, INFO_KEY, info.encode());
+        // The entry carries the rest of the info's change (`pglog::open`).
+        if info.log_tail != state.info.log_tail {
+            batch.put(keyspace, INFO_KEY, info.encode());
+        }
         self.write_plan(batch, freed, deferred)?;
         state.info = info;
         state.reqids.committed([&entry], &trimmed);

@@ -4,8 +4,12 @@
 //!
 //! Every function here only adds operations to the caller's batch or reads: the caller
 //! (the store's commit, under the PG's lock) writes the batch together with the object's
-//! changes and the updated PG info, so log and info always agree, and then brings the
+//! changes (and the PG info, when it must be stored), so log and info always agree, and then brings the
 //! [`ReqIdIndex`] in line with what it committed.
+//!
+//! The PG info is stored only when the log's tail moves (a trim, an adopted log, recovery);
+//! every other commit leaves its effect on the info in its own log entry, and [`open`]
+//! brings the stored info forward from the entries newer than it.
 //!
 //! The request-id index lives in memory, rebuilt from the log when the store opens, as
 //! Ceph's is (`caller_ops`): the log entries already carry their request ids, and keeping
@@ -29,25 +33,6 @@ pub(crate) struct ReqIdIndex {
 }
 
 impl ReqIdIndex {
-    /// The index of the log stored in `keyspace`. A damaged entry is left out (its request
-    /// id is forgotten, as trimming it would), so it cannot keep the store from opening.
-    pub fn load(engine: &dyn Engine, keyspace: &str) -> Result<Self> {
-        let mut index = Self::default();
-        for item in engine.scan(keyspace, KeyRange::prefix(&[keys::LOG_TAG]))? {
-            let (key, value) = item?;
-            match LogEntry::decode(&value) {
-                Ok(entry) => index.committed([&entry], &[]),
-                Err(reason) => tracing::warn!(
-                    keyspace,
-                    key = ?key,
-                    reason,
-                    "a damaged PG log entry: its request id is not remembered"
-                ),
-            }
-        }
-        Ok(index)
-    }
-
     /// The version `reqid` was committed at, if the log still holds it.
     pub fn get(&self, reqid: ReqId) -> Option<Eversion> {
         self.versions.get(&reqid).copied()
@@ -74,9 +59,61 @@ impl ReqIdIndex {
     }
 }
 
-/// Adds `entry` to `batch`, and counts it in `info`.
+/// Reads the log stored in `keyspace` when the store opens: returns the PG's info, which is
+/// `stored` (the info key) brought forward by the entries committed after it was written,
+/// and the request-id index. A commit writes the info key only when it moves the log's
+/// tail; the others leave their effect on the info in their own entry (its version, one
+/// more entry, and the statistics after it), which saves every write one key.
+///
+/// A damaged entry still counts by its key, but its request id is forgotten (as trimming it
+/// would) and the statistics come from the newest entry that tells them, so a damaged
+/// entry cannot keep the store from opening.
+pub(crate) fn open(
+    engine: &dyn Engine,
+    keyspace: &str,
+    stored: PgInfo,
+) -> Result<(PgInfo, ReqIdIndex)> {
+    let mut info = stored;
+    let mut index = ReqIdIndex::default();
+    for item in engine.scan(keyspace, KeyRange::prefix(&[keys::LOG_TAG]))? {
+        let (key, value) = item?;
+        let Some(version) = keys::version_of_log_key(&key) else {
+            return Err(StoreError::corrupt_record(
+                format!("log key {key:02x?} in {keyspace}"),
+                "not a log key",
+            ));
+        };
+        let decoded = LogEntry::decode_with_stats(&value);
+        if let Err(reason) = &decoded {
+            tracing::warn!(
+                keyspace,
+                %version,
+                reason,
+                "a damaged PG log entry: its request id is not remembered"
+            );
+        }
+        if version > info.last_update {
+            info.last_update = version;
+            info.log_len += 1;
+            if let Ok((_, Some(stats))) = &decoded {
+                info.stats = *stats;
+            }
+        }
+        if let Ok((entry, _)) = decoded {
+            index.committed([&entry], &[]);
+        }
+    }
+    Ok((info, index))
+}
+
+/// Adds `entry` to `batch`, and counts it in `info`, whose statistics must already be the
+/// PG's after the entry (they are stored with it).
 pub(crate) fn append(batch: &mut WriteBatch, keyspace: &str, entry: &LogEntry, info: &mut PgInfo) {
-    batch.put(keyspace, keys::log_key(entry.version), entry.encode());
+    batch.put(
+        keyspace,
+        keys::log_key(entry.version),
+        entry.encode(info.stats),
+    );
     info.last_update = entry.version;
     info.log_len += 1;
 }

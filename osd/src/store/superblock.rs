@@ -10,8 +10,10 @@ use super::keys::CHUNK_SIZE;
 /// The on-disk format this code writes. Bump it (and add a migration from the previous one,
 /// run by [`super::ObjectStore::open`]) whenever a key or record layout changes. Format 2
 /// added the kind byte of data chunks (compression, see `chunk`); format 3 dropped the
-/// on-disk request-id index (rebuilt from the log in memory, see `pglog`).
-pub const FORMAT_VERSION: u32 = 3;
+/// on-disk request-id index (rebuilt from the log in memory, see `pglog`); format 4's log
+/// entries carry the PG's statistics, and the PG info is stored only when the log's tail
+/// moves (brought forward from the log at open, see `pglog::open`).
+pub const FORMAT_VERSION: u32 = 4;
 
 /// The oldest format [`super::ObjectStore::open`] upgrades from.
 pub const OLDEST_UPGRADABLE_FORMAT: u32 = 1;

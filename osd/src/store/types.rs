@@ -259,11 +259,16 @@ pub struct LogEntry {
     pub mtime: SystemTime,
 }
 
+/// Format 3's log entry, written while every commit also rewrote the PG info.
 const LOG_ENTRY_RECORD: u8 = 1;
+/// Format 4's: the entry closes with the PG's statistics after its commit, so that the PG
+/// info need not be rewritten by every commit (see [`super::pglog::open`]).
+const LOG_ENTRY_WITH_STATS_RECORD: u8 = 2;
 
 impl LogEntry {
-    pub(crate) fn encode(&self) -> Vec<u8> {
-        let mut encoder = Encoder::new(LOG_ENTRY_RECORD);
+    /// The entry as stored by a commit after which the PG held `stats`.
+    pub(crate) fn encode(&self, stats: PgStats) -> Vec<u8> {
+        let mut encoder = Encoder::new(LOG_ENTRY_WITH_STATS_RECORD);
         self.version.encode(&mut encoder);
         self.prior_version.encode(&mut encoder);
         encoder.u8(match self.op {
@@ -277,12 +282,20 @@ impl LogEntry {
         encoder
             .u64(time_to_nanos(self.mtime))
             .bytes(self.object.namespace.as_bytes())
-            .bytes(self.object.name.as_bytes());
+            .bytes(self.object.name.as_bytes())
+            .u64(stats.objects)
+            .u64(stats.bytes);
         encoder.finish()
     }
 
     pub(crate) fn decode(bytes: &[u8]) -> DecodeResult<Self> {
-        let mut decoder = Decoder::new(bytes, LOG_ENTRY_RECORD)?;
+        Self::decode_with_stats(bytes).map(|(entry, _)| entry)
+    }
+
+    /// The entry and, for entries written since format 4, the PG's statistics after it.
+    pub(crate) fn decode_with_stats(bytes: &[u8]) -> DecodeResult<(Self, Option<PgStats>)> {
+        let (mut decoder, record) =
+            Decoder::any_of(bytes, LOG_ENTRY_RECORD..=LOG_ENTRY_WITH_STATS_RECORD)?;
         let version = Eversion::decode(&mut decoder)?;
         let prior_version = Eversion::decode(&mut decoder)?;
         let op = match decoder.u8()? {
@@ -297,15 +310,23 @@ impl LogEntry {
         };
         let mtime = nanos_to_time(decoder.u64()?);
         let object = ObjectId::in_namespace(decoder.string()?, decoder.string()?);
+        let stats = match record {
+            LOG_ENTRY_WITH_STATS_RECORD => Some(PgStats {
+                objects: decoder.u64()?,
+                bytes: decoder.u64()?,
+            }),
+            _ => None,
+        };
         decoder.finish()?;
-        Ok(Self {
+        let entry = Self {
             version,
             prior_version,
             op,
             object,
             reqid,
             mtime,
-        })
+        };
+        Ok((entry, stats))
     }
 }
 
@@ -343,7 +364,22 @@ mod tests {
                 reqid,
                 mtime: nanos_to_time(42),
             };
-            assert_eq!(LogEntry::decode(&entry.encode()).unwrap(), entry);
+            let stats = PgStats {
+                objects: 9,
+                bytes: u64::MAX,
+            };
+            let stored = entry.encode(stats);
+            assert_eq!(
+                LogEntry::decode_with_stats(&stored).unwrap(),
+                (entry.clone(), Some(stats))
+            );
+            // Format 3's record is the same entry without the statistics.
+            let mut format_3 = stored[..stored.len() - 16].to_vec();
+            format_3[0] = LOG_ENTRY_RECORD;
+            assert_eq!(
+                LogEntry::decode_with_stats(&format_3).unwrap(),
+                (entry, None)
+            );
         }
     }
 
@@ -376,7 +412,7 @@ mod tests {
             reqid: None,
             mtime: UNIX_EPOCH,
         }
-        .encode();
+        .encode(PgStats::default());
         entry.push(0);
         assert!(LogEntry::decode(&entry).is_err());
     }

@@ -33,6 +33,8 @@ pub(crate) fn upgrade(engine: &dyn Engine, superblock: Superblock) -> Result<Sup
             batch.delete_range(&keyspace, KeyRange::prefix(&[FORMAT_2_REQID_TAG]));
             engine.write(batch)?;
         }
+        // Format 3 stored the PG info with every commit, so no entry of its log is newer
+        // than the info and format 4's open has nothing to bring forward: nothing to rewrite.
     }
     engine.sync()?;
     let upgraded = Superblock {
