@@ -4,8 +4,8 @@
 //!
 //! Every function here only adds operations to the caller's batch or reads: the caller
 //! (the store's commit, under the PG's lock) writes the batch together with the object's
-//! changes (and the PG info, when it must be stored), so log and info always agree, and then brings the
-//! [`ReqIdIndex`] in line with what it committed.
+//! changes (and the PG info, when it must be stored), so log and info always agree, and
+//! then brings the [`ReqIdIndex`] in line with what it committed.
 //!
 //! The PG info is stored only when the log's tail moves (a trim, an adopted log, recovery);
 //! every other commit leaves its effect on the info in its own log entry, and [`open`]
