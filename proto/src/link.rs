@@ -397,8 +397,9 @@ fn flush_with(outstanding: usize) -> Flush {
 }
 
 /// The sending side of one connection. A frame is queued, and whichever sender finds the
-/// socket idle writes the queue from its own task; only what the socket cannot take at
-/// once is left to a spawned task. Until the connection is attached, frames just queue.
+/// socket idle writes the queue, from its own task or, corked ([`Flush`]), from a task
+/// spawned to run after the ready ones; only what the socket cannot take at once is left
+/// to a spawned task. Until the connection is attached, frames just queue.
 pub struct FrameWriter {
     outbox: Mutex<Outbox>,
     drained: Notify,
