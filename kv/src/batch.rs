@@ -160,6 +160,13 @@ impl WriteBatch {
         self,
         mut existing_keys: impl FnMut(&str, &KeyRange) -> Result<Vec<Vec<u8>>>,
     ) -> Result<Vec<Mutation>> {
+        if !self
+            .ops
+            .iter()
+            .any(|op| matches!(op, BatchOp::DeleteRange { .. }))
+        {
+            return Ok(resolve_point_ops(self.ops));
+        }
         // Per key: the value to store (None: remove) and whether the put is log-only.
         type Final = (Option<Vec<u8>>, bool);
         let mut pending: BTreeMap<String, BTreeMap<Vec<u8>, Final>> = BTreeMap::new();
@@ -212,6 +219,46 @@ impl WriteBatch {
     }
 }
 
+/// [`WriteBatch::resolve`] for a batch of puts and deletes only, which is nearly every
+/// batch: a sort of its few operations instead of building maps (the maps were 2 % of an
+/// OSD's CPU under small writes).
+fn resolve_point_ops(ops: Vec<BatchOp>) -> Vec<Mutation> {
+    let mut mutations: Vec<Mutation> = ops
+        .into_iter()
+        .filter_map(|op| match op {
+            BatchOp::Put {
+                keyspace,
+                key,
+                value,
+                log_only,
+            } => Some(Mutation {
+                keyspace,
+                key,
+                value: Some(value),
+                log_only,
+            }),
+            BatchOp::Delete { keyspace, key } => Some(Mutation {
+                keyspace,
+                key,
+                value: None,
+                log_only: false,
+            }),
+            BatchOp::DeleteRange { .. } => None,
+        })
+        .collect();
+    // The sort is stable, so the operations on one key stay in the order they were made,
+    // and the last of each run is the one that counts.
+    mutations.sort_by(|a, b| (&a.keyspace, &a.key).cmp(&(&b.keyspace, &b.key)));
+    mutations.dedup_by(|later, kept| {
+        let same = later.keyspace == kept.keyspace && later.key == kept.key;
+        if same {
+            std::mem::swap(later, kept);
+        }
+        same
+    });
+    mutations
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -247,6 +294,37 @@ mod tests {
                 },
             ]
         );
+    }
+
+    #[test]
+    fn batches_without_range_deletes_resolve_as_the_general_path_does() {
+        let mut state = 0x2545_f491_4f6c_dd1d_u64;
+        let mut next = |bound: u64| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state % bound
+        };
+        for _ in 0..500 {
+            let mut batch = WriteBatch::new();
+            for _ in 0..1 + next(8) {
+                let keyspace = ["a", "b"][next(2) as usize];
+                let key = vec![b'k', next(4) as u8];
+                match next(3) {
+                    0 => batch.delete(keyspace, key),
+                    1 => batch.put_log_only(keyspace, key, next(100).to_be_bytes()),
+                    _ => batch.put(keyspace, key, next(100).to_be_bytes()),
+                };
+            }
+            // A range delete over a keyspace nothing else touches changes no key, but it
+            // sends the batch down the general path.
+            let mut general = batch.clone();
+            general.delete_range("unused", KeyRange::all());
+            assert_eq!(
+                batch.resolve(no_stored_keys).unwrap(),
+                general.resolve(no_stored_keys).unwrap()
+            );
+        }
     }
 
     #[test]

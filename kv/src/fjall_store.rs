@@ -33,7 +33,9 @@ pub(crate) struct FjallStore {
     path: PathBuf,
     db: Database,
     /// Open keyspace handles; fjall's own lookup takes a global write lock, ours a read lock.
-    handles: RwLock<HashMap<String, Keyspace>>,
+    /// Looked up for every key a batch writes: hashbrown's foldhash, not SipHash (the
+    /// names are the store's own).
+    handles: RwLock<hashbrown::HashMap<String, Keyspace>>,
     blob_threshold: Option<u32>,
     blob_compression: CompressionType,
     memtable_bytes: u64,
@@ -97,7 +99,7 @@ impl FjallStore {
         let mut store = Self {
             path: path.to_owned(),
             db,
-            handles: RwLock::new(HashMap::new()),
+            handles: RwLock::new(hashbrown::HashMap::new()),
             blob_threshold: options.fjall_blob_threshold,
             blob_compression: compression_of(options),
             memtable_bytes: options.fjall_memtable_bytes,
