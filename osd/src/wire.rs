@@ -343,9 +343,10 @@ pub fn parse_ops(ops: &[wire::SubOp], max_object_size: u64) -> Result<ParsedOp, 
     let write_count = writes.len() - guards;
     let read_count = reads.len() - guards;
     match (write_count, read_count) {
-        (0, 0) => Err(OpFailure::invalid("the op has only guards")),
-        (_, 0) => Ok(ParsedOp::Write(writes)),
+        // Guards alone are a read that only checks (librados' `assert_version`, Ceph's
+        // read op with nothing but an assert): it changes nothing, so it is not logged.
         (0, _) => Ok(ParsedOp::Read(reads)),
+        (_, 0) => Ok(ParsedOp::Write(writes)),
         _ => Err(OpFailure::invalid("the op mixes reads and writes")),
     }
 }
