@@ -205,10 +205,13 @@ pub(crate) fn place_new_osd(
 
 fn location(host: &str, above_host: &[(String, String)]) -> Location {
     let mut location = vec![("host".to_string(), host.to_string())];
-    if above_host.is_empty() {
+    location.extend(above_host.iter().cloned());
+    // A location that names no root hangs under the default one, as a lone host does:
+    // `rack=r1` alone would otherwise make `r1` a root of its own, which no rule starting
+    // at `default` reaches, so the OSD would get no data. Where a named bucket exists
+    // already, placement stops there and the root is not looked at.
+    if !above_host.iter().any(|(kind, _)| kind == "root") {
         location.push(("root".to_string(), crush::builder::DEFAULT_ROOT.to_string()));
-    } else {
-        location.extend(above_host.iter().cloned());
     }
     location
 }

@@ -119,6 +119,30 @@ fn new_map_arguments_are_checked() {
 }
 
 #[test]
+fn a_location_without_a_root_hangs_under_the_default_root() {
+    let map = ClusterMap::new(fsid(), 0, monitors(&["a"]), CrushMap::new_default()).unwrap();
+    let mut spec = new_osd(osd_uuid(0), "node1");
+    spec.location = vec![("rack".into(), "r1".into())];
+    let map = map.apply(&[MapChange::NewOsd(spec)], 10).unwrap();
+    let mut spec = new_osd(osd_uuid(1), "node2");
+    spec.location = vec![("rack".into(), "r1".into())];
+    let map = map.apply(&[MapChange::NewOsd(spec)], 11).unwrap();
+    let crush = map.crush();
+    let rack = crush.bucket_by_name("r1").unwrap();
+    assert_eq!(crush.parent_of(rack.id).unwrap().name, "default");
+    for host in ["node1", "node2"] {
+        let bucket = crush.bucket_by_name(host).unwrap();
+        assert_eq!(crush.parent_of(bucket.id).unwrap().name, "r1", "{host}");
+    }
+    // A rule from the default root reaches both.
+    let mapper = crush::Mapper::new(crush);
+    let placed: std::collections::BTreeSet<i32> = (0..64)
+        .flat_map(|x| mapper.do_rule(0, x, 2, &[WEIGHT_ONE; 2]))
+        .collect();
+    assert_eq!(placed, [0, 1].into());
+}
+
+#[test]
 fn new_osds_are_placed_under_their_host_down_and_out() {
     let map = ClusterMap::new(fsid(), 0, monitors(&["a"]), CrushMap::new_default()).unwrap();
     let mut spec = new_osd(osd_uuid(0), "node1");

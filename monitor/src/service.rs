@@ -755,12 +755,7 @@ impl OsdReport for OsdReportService {
         if matches!(message.osd_id, Some(id) if id < 0) {
             return Err(Status::invalid_argument("osd_id: OSD ids are >= 0"));
         }
-        let weight = if message.weight == 0.0 {
-            1.0
-        } else {
-            message.weight
-        };
-        let crush_weight = crush::builder::weight_from_f64(weight)
+        let crush_weight = crush::builder::weight_from_f64(message.weight.unwrap_or(1.0))
             .map_err(|error| Status::invalid_argument(format!("weight: {error}")))?;
         let mut location: Vec<(String, String)> = message
             .crush_location

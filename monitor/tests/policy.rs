@@ -30,7 +30,7 @@ fn boot_request(n: u8, host: &str) -> OsdBootRequest {
         addr: format!("127.0.0.1:{}", 7200 + u16::from(n)),
         host: host.to_owned(),
         crush_location: HashMap::new(),
-        weight: 1.0,
+        weight: Some(1.0),
         device_class: String::new(),
         epoch: 0,
     }
@@ -246,6 +246,29 @@ async fn boots_reports_beacons_and_the_down_out_policy() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_boot_without_a_weight_weighs_one_and_a_zero_weight_is_kept() {
+    let cluster = Cluster::start(1).await;
+    let mut osd = osd_client(&cluster.server(1).addr().to_string()).await;
+    let mut unweighted = boot_request(0, "h0");
+    unweighted.weight = None;
+    let mut empty = boot_request(1, "h1");
+    empty.weight = Some(0.0);
+    let mut epoch = 0;
+    for request in [unweighted, empty] {
+        epoch = osd.boot(request).await.expect("boot").into_inner().epoch;
+    }
+    cluster.wait_epoch(epoch as u32).await;
+    let map = cluster.server(1).view().map.unwrap();
+    assert_eq!(map.crush_weight(0), Some(crush::WEIGHT_ONE));
+    assert_eq!(
+        map.crush_weight(1),
+        Some(0),
+        "weight 0 brings an OSD in without data"
+    );
+    cluster.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn bad_boots_are_refused_with_the_field_named() {
     let cluster = Cluster::start(1).await;
     let mut osd = osd_client(&cluster.server(1).addr().to_string()).await;
@@ -258,7 +281,7 @@ async fn bad_boots_are_refused_with_the_field_named() {
     let error = osd.boot(bad_host).await.expect_err("bad host");
     assert!(error.message().starts_with("host"), "{error}");
     let mut bad_weight = boot_request(0, "h0");
-    bad_weight.weight = -3.0;
+    bad_weight.weight = Some(-3.0);
     let error = osd.boot(bad_weight).await.expect_err("bad weight");
     assert!(error.message().starts_with("weight"), "{error}");
     let epoch_before = cluster.server(1).view().epoch();

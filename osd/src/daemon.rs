@@ -169,7 +169,7 @@ pub async fn run(options: Options, shutdown: impl Future<Output = ()>) -> anyhow
             .iter()
             .cloned()
             .collect::<HashMap<_, _>>(),
-        weight: options.weight.unwrap_or(0.0),
+        weight: options.weight,
         device_class: String::new(),
         epoch: 0,
     };

@@ -22,10 +22,12 @@ struct Flags {
     /// CRUSH host bucket (default: this machine's short hostname).
     #[arg(long)]
     host: Option<String>,
-    /// Extra CRUSH location, TYPE=NAME (repeatable), e.g. rack=r1.
+    /// Extra CRUSH location above the host, TYPE=NAME (repeatable), e.g. rack=r1; without
+    /// a root=NAME pair, the topmost new bucket goes under root=default.
     #[arg(long = "crush-location")]
     crush_location: Vec<String>,
-    /// CRUSH weight of a new OSD (default 1.0).
+    /// CRUSH weight of a new OSD (default 1.0; 0 places it without data until it is
+    /// reweighted). Like --host and --crush-location, read on its first boot only.
     #[arg(long)]
     weight: Option<f64>,
     /// Listen address (ip:port; port 0 picks one), overriding osd.listen.

@@ -51,6 +51,8 @@ where
 struct OsdProcess {
     dir: PathBuf,
     host: String,
+    /// Extra command-line flags (CRUSH location, weight), given on every start.
+    args: Vec<String>,
     child: Option<Child>,
 }
 
@@ -89,6 +91,15 @@ impl Drop for TestCluster {
 
 impl TestCluster {
     async fn start(osds: usize) -> TestCluster {
+        TestCluster::start_with(osds, |_| None).await
+    }
+
+    /// Like [`TestCluster::start`]; `custom(index)` may give OSD `index` its own host
+    /// and extra flags instead of `host{index}` and none.
+    async fn start_with(
+        osds: usize,
+        custom: impl Fn(usize) -> Option<(String, Vec<String>)>,
+    ) -> TestCluster {
         let dir = tempfile::tempdir().expect("temporary directory");
         let mon_dir = dir.path().join("mon.1");
         let mut config = MonConfig::for_tests(1, mon_dir.clone());
@@ -130,9 +141,12 @@ impl TestCluster {
         };
         for index in 0..osds {
             let dir = cluster.dir.path().join(format!("osd{index}"));
+            let (host, args) =
+                custom(index).unwrap_or_else(|| (format!("host{index}"), Vec::new()));
             cluster.osds.push(OsdProcess {
                 dir,
-                host: format!("host{index}"),
+                host,
+                args,
                 child: None,
             });
             cluster.spawn(index);
@@ -162,6 +176,7 @@ impl TestCluster {
             .arg(&osd.dir)
             .arg("--host")
             .arg(&osd.host)
+            .args(&osd.args)
             .env("SHOAL_LOG", "info")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -739,4 +754,315 @@ async fn writes_go_on_when_a_replica_is_killed_and_it_is_resynced_on_return() {
     .await;
     cluster.wait_clean(Duration::from_secs(30)).await;
     cluster.check_placement(&names).await;
+}
+
+/// 2.5 in CRUSH's 16.16 fixed point (`0x10000` is 1.0), as the map stores weights.
+const WEIGHT_2_5: u32 = 0x2_8000;
+/// 1.0 in CRUSH's 16.16 fixed point: the weight of an OSD started without `--weight`.
+const WEIGHT_1: u32 = 0x1_0000;
+
+/// The name and type name of the ordinary CRUSH bucket that holds `item`, and the weight
+/// it gives `item`.
+fn crush_parent(map: &ClusterMap, item: i32) -> Option<(String, String, u32)> {
+    let crush = map.crush();
+    let parent = crush.parent_of(item)?;
+    let weight = parent.items.iter().find(|i| i.id == item)?.weight;
+    let kind = crush
+        .types
+        .get(&parent.type_id)
+        .cloned()
+        .unwrap_or_default();
+    Some((parent.name.clone(), kind, weight))
+}
+
+/// Reads every object in `names` and checks it holds what the test wrote (round 4).
+async fn read_back(cluster: &TestCluster, names: &BTreeSet<String>, phase: &str) {
+    for name in names {
+        let reply = cluster.op(name, None, vec![read_all()]).await;
+        assert_ok(&reply, &format!("read {name} {phase}"));
+        assert_eq!(
+            read_data(&reply),
+            content(name, 4),
+            "{name} {phase} must read back what was written"
+        );
+    }
+}
+
+/// `(up, in)` of an OSD as `map` has it.
+fn up_in(map: &ClusterMap, id: OsdId) -> (bool, bool) {
+    let info = map.osd(id).expect("the OSD is in the map");
+    (info.up, info.is_in)
+}
+
+/// An OSD started with `--host`, `--crush-location` and `--weight` is placed by the
+/// monitors in the map's CRUSH hierarchy (host bucket under the rack under `default`,
+/// weight 2.5 in 16.16), and stays there with the same id across a `kill -9` restart.
+/// Killed for good, it is marked down, then out after the down-out interval; the PGs go
+/// active+clean on the other OSDs and every object reads back. Started again, it is
+/// marked up and in, in the same CRUSH place, and the PGs map as they did before.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn crush_location_and_weight_survive_restarts_and_a_dead_osd_goes_down_then_out() {
+    const HOST: &str = "edge-host";
+    const RACK: &str = "rack-a";
+    let down_out = Duration::from_millis(
+        MonConfig::for_tests(1, PathBuf::new())
+            .failure
+            .down_out_interval_ms,
+    );
+    assert!(
+        down_out <= Duration::from_secs(2),
+        "the test monitor's down-out interval {down_out:?} is too long for this test"
+    );
+    // OSD 0 gets the location and weight; a location that names no root hangs its new
+    // rack under the default root, which the pool's rule starts from.
+    let mut cluster = TestCluster::start_with(4, |index| {
+        (index == 0).then(|| {
+            let args = [
+                "--crush-location",
+                &format!("rack={RACK}"),
+                "--weight",
+                "2.5",
+            ];
+            (
+                HOST.to_owned(),
+                args.iter().map(|a| a.to_string()).collect(),
+            )
+        })
+    })
+    .await;
+    let id = cluster.osd_id(0);
+    let others: Vec<OsdId> = (1..4).map(|i| cluster.osd_id(i)).collect();
+
+    // 1. The map's CRUSH hierarchy: osd -> host -> rack -> default, weight 2.5 all the way up.
+    let map = wait_for(
+        "the map to show every OSD up and in",
+        Duration::from_secs(10),
+        || async {
+            let map = cluster.map().await;
+            std::iter::once(id)
+                .chain(others.iter().copied())
+                .all(|osd| up_in(&map, osd) == (true, true))
+                .then_some(map)
+        },
+    )
+    .await;
+    assert_eq!(
+        map.osd(id).unwrap().host,
+        HOST,
+        "osd.{id}'s host in the map"
+    );
+    let device = map.crush().devices.get(&id);
+    assert_eq!(
+        device.map(|d| d.name.as_str()),
+        Some(format!("osd.{id}").as_str()),
+        "osd.{id} is a CRUSH device"
+    );
+    assert_eq!(
+        crush_parent(&map, id),
+        Some((HOST.to_owned(), "host".to_owned(), WEIGHT_2_5)),
+        "osd.{id} must be an item of host bucket {HOST} with CRUSH weight 2.5 (0x28000)"
+    );
+    assert_eq!(
+        map.crush_weight(id),
+        Some(WEIGHT_2_5),
+        "osd.{id}'s CRUSH weight"
+    );
+    let host_id = map.crush().bucket_by_name(HOST).expect("host bucket").id;
+    assert_eq!(
+        crush_parent(&map, host_id),
+        Some((RACK.to_owned(), "rack".to_owned(), WEIGHT_2_5)),
+        "bucket {HOST} must sit under bucket {RACK} of type rack, with its weight"
+    );
+    let rack_id = map.crush().bucket_by_name(RACK).expect("rack bucket").id;
+    assert_eq!(
+        crush_parent(&map, rack_id),
+        Some(("default".to_owned(), "root".to_owned(), WEIGHT_2_5)),
+        "bucket {RACK} must sit under root default"
+    );
+    for (index, osd) in others.iter().enumerate() {
+        let host = format!("host{}", index + 1);
+        assert_eq!(
+            crush_parent(&map, *osd),
+            Some((host.clone(), "host".to_owned(), WEIGHT_1)),
+            "osd.{osd} (no flags) is under its own host with weight 1.0"
+        );
+        let bucket = map.crush().bucket_by_name(&host).unwrap().id;
+        assert_eq!(
+            crush_parent(&map, bucket).map(|(name, kind, _)| (name, kind)),
+            Some(("default".to_owned(), "root".to_owned())),
+            "{host} (no --crush-location) is directly under root default"
+        );
+    }
+
+    // 2. kill -9 and start again on the same data directory: same id, same CRUSH place.
+    let before = map.osd(id).unwrap().clone();
+    let crush_before = map.crush().clone();
+    cluster.kill(0);
+    cluster.spawn(0);
+    let map = wait_for(
+        "the restarted OSD to be up again (a new up_from)",
+        Duration::from_secs(20),
+        || async {
+            let map = cluster.map().await;
+            let info = map.osd(id)?;
+            (info.up && info.up_from > before.up_from).then_some(map)
+        },
+    )
+    .await;
+    assert_eq!(cluster.osd_id(0), id, "whoami after the restart");
+    assert_eq!(
+        map.osd_by_uuid(before.uuid).map(|info| info.id),
+        Some(id),
+        "the restarted OSD's uuid still maps to osd.{id}"
+    );
+    assert_eq!(map.osds().len(), 4, "a restart must not register a new OSD");
+    assert!(map.is_in(id), "osd.{id} stays in across a restart");
+    assert_eq!(map.osd(id).unwrap().host, HOST);
+    assert_eq!(
+        crush_parent(&map, id),
+        Some((HOST.to_owned(), "host".to_owned(), WEIGHT_2_5)),
+        "osd.{id} after the restart"
+    );
+    assert_eq!(
+        map.crush(),
+        &crush_before,
+        "a restart must leave the CRUSH map as it was"
+    );
+
+    // 3. A pool with objects; osd.{id} (the heaviest) dies for good.
+    cluster.create_pool().await;
+    cluster.wait_clean(Duration::from_secs(30)).await;
+    let map = cluster.map().await;
+    let pgs: Vec<PgId> = (0..PG_NUM)
+        .map(|ps| PgId::new(cluster.pool_id, ps))
+        .collect();
+    let up_before: Vec<Vec<OsdId>> = pgs
+        .iter()
+        .map(|pg| map.pg_to_up_acting(*pg).unwrap().up)
+        .collect();
+    let served = up_before.iter().filter(|up| up.contains(&id)).count();
+    assert!(
+        served > 0,
+        "osd.{id} (weight 2.5, under the rule's root) must serve some PGs: {up_before:?}"
+    );
+    let mut names = BTreeSet::new();
+    for i in 0..30u64 {
+        let name = format!("racked-{i}");
+        let reply = cluster
+            .op(
+                &name,
+                reqid(11, i + 1),
+                vec![write_full(&content(&name, 4))],
+            )
+            .await;
+        assert_ok(&reply, &name);
+        names.insert(name);
+    }
+    cluster.kill(0);
+    let killed_at = Instant::now();
+    let down = wait_for(
+        "the killed OSD to be marked down",
+        Duration::from_secs(15),
+        || async {
+            let map = cluster.map().await;
+            (!map.is_up(id)).then_some(map)
+        },
+    )
+    .await;
+    let down_info = down.osd(id).unwrap().clone();
+    eprintln!(
+        "osd.{id} marked down at epoch {} ({:?} after the kill), in = {}",
+        down_info.down_at,
+        killed_at.elapsed(),
+        down_info.is_in
+    );
+    assert!(
+        down_info.down_since_ms.is_some(),
+        "a down OSD has down_since_ms: {down_info:?}"
+    );
+    let out = wait_for(
+        "the down OSD to be marked out after the down-out interval",
+        Duration::from_secs(15) + down_out,
+        || async {
+            let map = cluster.map().await;
+            (!map.is_in(id)).then_some(map)
+        },
+    )
+    .await;
+    let out_info = out.osd(id).unwrap().clone();
+    eprintln!(
+        "osd.{id} marked out at epoch {} ({:?} after the kill)",
+        out_info.in_changed_at,
+        killed_at.elapsed()
+    );
+    assert!(
+        !out_info.up,
+        "osd.{id} is still down when out: {out_info:?}"
+    );
+    assert_eq!(
+        out_info.down_at, down_info.down_at,
+        "the OSD went down once: {out_info:?}"
+    );
+    assert!(
+        out_info.in_changed_at > out_info.down_at,
+        "the out (epoch {}) must come after the down (epoch {})",
+        out_info.in_changed_at,
+        out_info.down_at
+    );
+    assert_eq!(
+        out.crush(),
+        &crush_before,
+        "marking out leaves the CRUSH map alone (the OSD gets weight 0 from `in`)"
+    );
+
+    // The PGs go active+clean on the three others (size 3 over three hosts).
+    cluster.wait_clean(Duration::from_secs(30)).await;
+    let map = cluster.map().await;
+    for pg in &pgs {
+        let mapping = map.pg_to_up_acting(*pg).unwrap();
+        let acting: BTreeSet<OsdId> = mapping.acting.iter().copied().collect();
+        assert_eq!(
+            acting,
+            others.iter().copied().collect::<BTreeSet<_>>(),
+            "pg {pg} must be served by the three remaining OSDs"
+        );
+    }
+    read_back(&cluster, &names, "with the OSD out").await;
+    cluster.check_placement(&names).await;
+
+    // Started again: up and in, in the same CRUSH place, the PGs map as before.
+    cluster.spawn(0);
+    let map = wait_for(
+        "the returning OSD to be marked up and in",
+        Duration::from_secs(20),
+        || async {
+            let map = cluster.map().await;
+            let info = map.osd(id)?;
+            (info.up && info.is_in && info.up_from > out_info.down_at).then_some(map)
+        },
+    )
+    .await;
+    assert_eq!(cluster.osd_id(0), id, "whoami after the return");
+    assert_eq!(
+        map.osds().len(),
+        4,
+        "the return must not register a new OSD"
+    );
+    assert_eq!(
+        map.crush(),
+        &crush_before,
+        "the return must leave the CRUSH map as it was"
+    );
+    let up_after: Vec<Vec<OsdId>> = pgs
+        .iter()
+        .map(|pg| map.pg_to_up_acting(*pg).unwrap().up)
+        .collect();
+    assert_eq!(
+        up_after, up_before,
+        "with the same CRUSH map and the OSD in again, every PG maps as before the kill"
+    );
+    cluster.wait_clean(Duration::from_secs(30)).await;
+    read_back(&cluster, &names, "after the OSD returned").await;
+    cluster.check_placement(&names).await;
+    eprintln!("done {:?} after the kill", killed_at.elapsed());
 }

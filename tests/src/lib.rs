@@ -26,7 +26,7 @@ use librados::proto::common::PlacementGroupId;
 use librados::proto::mon::monitor_client::MonitorClient;
 use librados::proto::mon::{command::Kind, Command, GetMapRequest, PoolCreate};
 use librados::proto::osd::osd_client::OsdClient;
-use librados::proto::osd::{ObjectName, PgScanRequest, ScannedObject};
+use librados::proto::osd::{ObjectName, OsdStatusRequest, PgScanRequest, ScannedObject};
 use librados::{ClientConfig, MonClient, Rados};
 use tonic::transport::Channel;
 
@@ -223,6 +223,42 @@ pub async fn connect_with_op_timeout(cluster: &Cluster, op_timeout: Duration) ->
     let mut config = ClientConfig::load(Some(&cluster.conf_path())).expect("the client config");
     config.op_timeout = op_timeout;
     Rados::connect(config).await.expect("the client connects")
+}
+
+/// Sets `noup` and marks `osd` down while its process keeps running (so that it cannot
+/// boot itself up again); returns the epoch that marked it down.
+pub async fn mark_down_while_running(mon: &MonClient, osd: i32) -> u64 {
+    use librados::proto::mon::OsdIds;
+    mon.command(flag("noup", true)).await.expect("set noup");
+    mon.command(Command {
+        kind: Some(Kind::OsdDown(OsdIds { ids: vec![osd] })),
+    })
+    .await
+    .unwrap_or_else(|error| panic!("osd down {osd}: {error}"))
+    .epoch
+}
+
+/// Waits (up to 30 s) until the OSD at `addr` has caught up with map `epoch`.
+pub async fn wait_osd_epoch(addr: &str, epoch: u64) {
+    let client = osd_admin(addr);
+    wait_for(
+        "the OSD to catch up with the map",
+        Duration::from_secs(30),
+        || {
+            let mut client = client.clone();
+            async move {
+                let status = client
+                    .osd_status(OsdStatusRequest {})
+                    .await
+                    .map_err(|status| status.to_string())?
+                    .into_inner();
+                (status.epoch >= epoch)
+                    .then_some(())
+                    .ok_or(format!("at epoch {}", status.epoch))
+            }
+        },
+    )
+    .await;
 }
 
 /// A gRPC client of the OSD at `addr` (admin and raw calls), accepting whole objects.

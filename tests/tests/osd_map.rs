@@ -25,7 +25,7 @@ async fn boot_osd(addr: &str, index: u32, host: &str) -> i32 {
             addr: format!("127.0.0.1:{}", 7200 + index),
             host: host.to_owned(),
             crush_location: Default::default(),
-            weight: 1.0,
+            weight: Some(1.0),
             device_class: "hdd".to_owned(),
             epoch: 0,
         })

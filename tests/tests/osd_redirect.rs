@@ -13,11 +13,11 @@
 
 use std::time::Duration;
 
-use librados::proto::mon::{command::Kind, Command, OsdIds};
-use librados::proto::osd::{sub_op, AppendOp, OpErrorKind, OsdStatusRequest};
+use librados::proto::osd::{sub_op, AppendOp, OpErrorKind};
 use librados::{Bytes, IoCtx, Rados};
 use shoal_tests::{
-    connect, create_pool, flag, op_error_kind, op_request, osd_admin, start_with_osds, wait_for,
+    connect, create_pool, flag, mark_down_while_running, op_error_kind, op_request, osd_admin,
+    start_with_osds, wait_for, wait_osd_epoch,
 };
 
 const POOL: &str = "redirect";
@@ -38,29 +38,6 @@ fn object_avoiding(ioctx: &IoCtx, prefix: &str, avoid: &[i32]) -> String {
             acting.len() == 3 && acting.iter().all(|osd| !avoid.contains(osd))
         })
         .expect("an object placed on the wanted OSDs")
-}
-
-/// Waits until the OSD at `addr` has caught up with map `epoch`.
-async fn wait_osd_epoch(addr: &str, epoch: u64) {
-    let client = osd_admin(addr);
-    wait_for(
-        "the OSD to catch up with the map",
-        Duration::from_secs(20),
-        || {
-            let mut client = client.clone();
-            async move {
-                let status = client
-                    .osd_status(OsdStatusRequest {})
-                    .await
-                    .map_err(|status| status.to_string())?
-                    .into_inner();
-                (status.epoch >= epoch)
-                    .then_some(())
-                    .ok_or(format!("at epoch {}", status.epoch))
-            }
-        },
-    )
-    .await;
 }
 
 async fn content(ioctx: &IoCtx, object: &str) -> Vec<u8> {
@@ -89,16 +66,8 @@ async fn stale_clients_are_redirected_and_resent_appends_apply_once() {
     let old_primary = old.mapping.acting_primary;
     let old_primary_n = cluster.osd_number(old_primary).expect("a launched OSD");
     let old_primary_addr = cluster.osd_addr(old_primary_n).expect("its address");
-    mon.command(flag("noup", true)).await.expect("set noup");
-    let down = mon
-        .command(Command {
-            kind: Some(Kind::OsdDown(OsdIds {
-                ids: vec![old_primary],
-            })),
-        })
-        .await
-        .expect("osd down");
-    wait_osd_epoch(&old_primary_addr, down.epoch).await;
+    let down_epoch = mark_down_while_running(&mon, old_primary).await;
+    wait_osd_epoch(&old_primary_addr, down_epoch).await;
 
     let reqid = (0x5eed_0001, 1);
     let request = op_request(
@@ -117,7 +86,7 @@ async fn stale_clients_are_redirected_and_resent_appends_apply_once() {
     println!(
         "op from epoch {} to osd.{old_primary} (marked down at epoch {}): {kind:?}, OSD epoch {}",
         old_map.epoch(),
-        down.epoch,
+        down_epoch,
         reply.epoch
     );
     assert!(
@@ -127,7 +96,7 @@ async fn stale_clients_are_redirected_and_resent_appends_apply_once() {
         ),
         "the old primary must redirect the op, it answered {reply:?}"
     );
-    assert!(reply.epoch >= down.epoch, "the reply names the newer epoch");
+    assert!(reply.epoch >= down_epoch, "the reply names the newer epoch");
 
     // The client catches up to the epoch it was told and resends to the new primary.
     let new_map = mon
