@@ -1,12 +1,12 @@
 //! librados itself holding an old map is redirected and its op succeeds: 3 monitors,
 //! 3 OSDs, a size-3 min_size-2 pool.
 //!
-//! The client knows one monitor, which is frozen (SIGSTOP) so that no newer map can reach
-//! the client on its own. Then, with `noup` set, the primary of an object is marked down
-//! while it keeps running. The client's append therefore goes, by its old map, to the old
-//! primary, which refuses it with its newer epoch; the client must fetch that epoch (from
-//! another monitor, as its own does not answer), recompute the placement, resend, and
-//! succeed. The object holds the appended bytes exactly once.
+//! The client knows one monitor, a follower, which is frozen (SIGSTOP) so that no newer
+//! map can reach the client on its own. Then, with `noup` set, the primary of an object
+//! is marked down while it keeps running. The client's append therefore goes, by its old
+//! map, to the old primary, which refuses it with its newer epoch; the client must fetch
+//! that epoch (from another monitor, as its own does not answer), recompute the
+//! placement, resend, and succeed. The object holds the appended bytes exactly once.
 
 use std::time::Duration;
 
@@ -38,8 +38,16 @@ impl Drop for Thaw {
 async fn a_client_whose_map_is_old_is_redirected_by_the_osd_and_its_op_succeeds() {
     let mut cluster = start_with_osds(3, 3).await;
     create_pool(&mut cluster, POOL, 8, 3, 2).await;
-    let mons = cluster.mon_ids();
-    let (frozen_mon, other_mon) = (mons[0], mons[1]);
+    // A follower is frozen and commands go to the leader, so no election is needed.
+    let leader = cluster
+        .leader(Duration::from_secs(20))
+        .await
+        .expect("a leader");
+    let frozen_mon = cluster
+        .mon_ids()
+        .into_iter()
+        .find(|id| *id != leader)
+        .expect("a follower");
     let mut config =
         ClientConfig::load(Some(&cluster.conf_path())).expect("the cluster's client config");
     config.mon_hosts = vec![cluster.mon_addr(frozen_mon).expect("a monitor address")];
@@ -66,7 +74,7 @@ async fn a_client_whose_map_is_old_is_redirected_by_the_osd_and_its_op_succeeds(
         .expect("a mapping")
         .mapping
         .acting_primary;
-    let mon = cluster.mon_client(other_mon).expect("another monitor");
+    let mon = cluster.mon_client(leader).expect("the leader");
     let down_epoch = mark_down_while_running(&mon, old_primary).await;
     // The old primary must know it is down to refuse the op (OSDs whose monitor was the
     // frozen one fail over to another).
